@@ -1,0 +1,113 @@
+"""Find experiments and their step files under the configured run roots."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+
+from .model import Experiment, StepFile
+
+# LightRFT: <prefix>_step_<N>.json (prefix defaults to "trajectories"); verl: <N>.jsonl
+LIGHTRFT_NAME = re.compile(r"^(?:(?P<prefix>.+)_)?step_(?P<step>\d+)\.json$")
+VERL_NAME = re.compile(r"^(?P<step>\d+)\.jsonl$")
+SKIPPED_DIRS = {"__pycache__", "node_modules", "images"}
+
+
+def match_step_file(filename: str) -> tuple[str, int] | None:
+    """(series, step) for a step file name, where series tells apart files that share a folder."""
+    m = LIGHTRFT_NAME.match(filename)
+    if m:
+        return "json:" + (m.group("prefix") or ""), int(m.group("step"))
+    m = VERL_NAME.match(filename)
+    if m:
+        return "jsonl", int(m.group("step"))
+    return None
+
+
+def slugify(name: str) -> str:
+    """URL path for an experiment name: safe characters per segment, '/' kept between segments."""
+    segments = []
+    for part in name.replace("\\", "/").split("/"):
+        part = re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-.")
+        if part:
+            segments.append(part)
+    return "/".join(segments) or "experiment"
+
+
+def _experiment_name(root_label: str, root: str, folder: str) -> str:
+    rel = os.path.relpath(folder, root).replace(os.sep, "/")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if parts and parts[-1] == "trajectories":  # LightRFT writes <experiment>/trajectories/
+        parts.pop()
+    if not parts:
+        return os.path.basename(os.path.abspath(root)) if root_label == "" else root_label
+    name = "/".join(parts)
+    return f"{root_label}/{name}" if root_label else name
+
+
+def find_experiments(roots: list[str], labels: list[str] | None = None,
+                     skip: tuple[str, ...] = ()) -> list[Experiment]:
+    """Every folder holding step files under each root is an experiment.
+
+    `labels` prefix experiment names (used when a site has several roots); `skip` lists absolute
+    folders never to descend into (the site and docs folders when they sit inside a root).
+    """
+    labels = labels or [""] * len(roots)
+    skipped = {os.path.abspath(s) for s in skip}
+    experiments: list[Experiment] = []
+    for root, label in zip(roots, labels):
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS
+                             and os.path.abspath(os.path.join(folder, d)) not in skipped)
+            series: dict[str, list[StepFile]] = defaultdict(list)
+            for filename in files:
+                found = match_step_file(filename)
+                if found:
+                    series[found[0]].append(StepFile(found[1], os.path.join(folder, filename)))
+            base = _experiment_name(label, root, folder)
+            for key in sorted(series):
+                name = base
+                if len(series) > 1:
+                    name = f"{base} [{key.split(':', 1)[-1] or 'step'}]"
+                steps = sorted(series[key], key=lambda s: s.step)
+                experiments.append(Experiment(name=name, slug="", folder=folder, steps=steps))
+    _assign_slugs(experiments)
+    return experiments
+
+
+def _assign_slugs(experiments: list[Experiment]) -> None:
+    taken: set[str] = set()
+    for exp in experiments:
+        slug = base = slugify(exp.name)
+        n = 2
+        while slug in taken:
+            slug, n = f"{base}-{n}", n + 1
+        taken.add(slug)
+        exp.slug = slug
+
+
+def duplicate_steps(exp: Experiment) -> list[int]:
+    """Step numbers that occur twice (e.g. step_5.json and step_05.json)."""
+    seen: set[int] = set()
+    dupes = []
+    for s in exp.steps:
+        if s.step in seen:
+            dupes.append(s.step)
+        seen.add(s.step)
+    return dupes
+
+
+def empty_folders(roots: list[str], experiments: list[Experiment]) -> list[str]:
+    """Folders directly under a root that hold no step files at any depth."""
+    used = [os.path.abspath(e.folder) + os.sep for e in experiments]
+    empty = []
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if entry.is_dir() and not entry.name.startswith(".") and entry.name not in SKIPPED_DIRS:
+                prefix = os.path.abspath(entry.path) + os.sep
+                if not any(u.startswith(prefix) for u in used):
+                    empty.append(entry.path)
+    return empty

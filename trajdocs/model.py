@@ -1,0 +1,87 @@
+"""The small data model every reader produces and every renderer consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(slots=True)
+class Tokens:
+    """Response tokens as parallel lists: text, high-entropy flag, entropy score (None if absent)."""
+
+    texts: list[str] = field(default_factory=list)
+    flags: list[bool] = field(default_factory=list)
+    scores: list[Union[float, None]] = field(default_factory=list)
+    segments: bool = False  # entries are marked text runs (older saver), not single tokens
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(slots=True)
+class ListSummary:
+    """A per-token list (advantages, log-probs, ...) shown as its length and range, never dumped."""
+
+    length: int
+    mean: Union[float, None]
+    min: Union[float, None]
+    max: Union[float, None]
+    non_numeric: int = 0
+
+
+Scalar = Union[str, int, float, bool, None]
+MetaValue = Union[Scalar, ListSummary]
+
+
+@dataclass(slots=True)
+class Trajectory:
+    index: int
+    tokens: Union[Tokens, None] = None
+    prompt_tail: Union[str, None] = None  # last prompt token, first entry of generated_tokens
+    prompt: Union[str, None] = None
+    full_sequence: Union[str, None] = None
+    generated_text: Union[str, None] = None
+    pure_generated_text: Union[str, None] = None
+    reward: Union[float, None] = None
+    response_length: Union[int, None] = None
+    metadata: dict[str, MetaValue] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StepData:
+    """Everything read from one step file; `problems` are human-readable, located messages."""
+
+    trajectories: list[Trajectory] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    unreadable: Union[str, None] = None
+
+
+@dataclass(slots=True)
+class StepFile:
+    step: int
+    path: str
+
+
+@dataclass(slots=True)
+class Experiment:
+    name: str  # path under its root, shown to people
+    slug: str  # URL-safe, unique in the site
+    folder: str
+    steps: list[StepFile] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StepSummary:
+    """Per-step aggregates: all that lives across pages (JSON-serialisable for the cache)."""
+
+    step: int
+    trajectories: int = 0
+    tokens: int = 0
+    high_entropy_tokens: int = 0
+    mean_reward: Union[float, None] = None
+    mean_response_length: Union[float, None] = None
+    high_entropy_ratio: Union[float, None] = None
+    mean_entropy: Union[float, None] = None
+    problems: list[str] = field(default_factory=list)
+    unreadable: Union[str, None] = None

@@ -1,0 +1,243 @@
+"""The MkDocs adapter: configuration, generated pages, nav, serve watching, late HTML injection."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import yaml
+from mkdocs.config import config_options as c
+from mkdocs.config.base import Config
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import BasePlugin, event_priority, get_plugin_logger
+from mkdocs.structure.files import File, Files, InclusionLevel, file_sort_key
+from mkdocs.structure.pages import Page
+from mkdocs.utils import get_relative_url, nest_paths
+
+from .cache import StepCache
+from .discover import duplicate_steps, empty_folders, find_experiments
+from .model import Experiment, StepSummary
+from .readers import FORMATS
+from .render import esc, experiment_table, fmt_number, fmt_ratio, latest_readable, overview_table, step_links
+
+log = get_plugin_logger(__name__)
+
+ASSETS = Path(__file__).parent / "assets"
+ASSET_URI = "assets/trajdocs"
+SLOT = '<div class="trajdocs-slot"></div>'
+MARKDOWN_ESCAPES = "\\`*_{}[]()#+-.!|>"
+
+
+class TrajdocsConfig(Config):
+    runs = c.Type((str, list), default="results")
+    path = c.Type(str, default="runs")
+    nav_title = c.Type(str, default="Runs")
+    format = c.Choice(FORMATS, default="auto")
+    cache = c.Type(bool, default=True)
+    cache_dir = c.Type(str, default=".cache/trajdocs")
+
+
+@dataclass
+class ExperimentRun:
+    exp: Experiment
+    summaries: list[StepSummary]
+    page_uri: str
+    step_uris: list[str]
+
+
+@dataclass
+class StepPage:
+    run: ExperimentRun
+    position: int  # index into the experiment's steps / summaries
+    key: str
+
+
+def title_text(name: str) -> str:
+    """A name as page/nav title. Themes print titles as HTML and Material un-escapes them inside
+    <title>, so angle brackets become look-alikes there; the page body shows the exact name."""
+    return escape(name.replace("<", "‹").replace(">", "›"), quote=False)
+
+
+def markdown_text(text: str) -> str:
+    escaped = esc(text)
+    return "".join("\\" + ch if ch in MARKDOWN_ESCAPES else ch for ch in escaped)
+
+
+def page_source(title: str, heading: str, searchable: bool) -> str:
+    front: dict = {"title": title}
+    if not searchable:
+        front["search"] = {"exclude": True}
+    return f"---\n{yaml.safe_dump(front, allow_unicode=True)}---\n\n# {heading}\n\n{SLOT}\n"
+
+
+class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
+    def __init__(self) -> None:
+        self.runs: list[ExperimentRun] = []
+        self.experiment_pages: dict[str, ExperimentRun] = {}
+        self.step_pages: dict[str, StepPage] = {}
+        self.cache: StepCache | None = None
+        self._temp_cache: str | None = None
+
+    def on_startup(self, *, command: str, dirty: bool) -> None:
+        """Defined so that MkDocs keeps this instance (and its cache) across `serve` rebuilds."""
+
+    def on_shutdown(self) -> None:
+        if self._temp_cache:
+            shutil.rmtree(self._temp_cache, ignore_errors=True)
+
+    def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
+        runs = self.config.runs
+        runs = [runs] if isinstance(runs, str) else runs
+        if not runs or not all(isinstance(r, str) and r.strip() for r in runs):
+            raise PluginError("trajdocs: 'runs' must be a folder or a list of folders")
+        base = os.path.dirname(os.path.abspath(config.config_file_path or "mkdocs.yml"))
+        self.roots = [os.path.normpath(os.path.join(base, os.path.expanduser(r))) for r in runs]
+        self.labels = [r.strip("/") for r in runs] if len(runs) > 1 else [""]
+        self.prefix = self.config.path.strip("/")
+        if not self.prefix or ".." in self.prefix.split("/"):
+            raise PluginError("trajdocs: 'path' must be a folder name inside the site, e.g. 'runs'")
+        if self.cache is None:
+            if self.config.cache:
+                folder = os.path.join(base, self.config.cache_dir)
+            else:
+                folder = self._temp_cache = tempfile.mkdtemp(prefix="trajdocs-")
+            self.cache = StepCache(folder)
+        self.user_nav = config.nav is not None
+        config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
+        config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
+        return config
+
+    @event_priority(-50)  # after other plugins have added their files
+    def on_files(self, files: Files, config: MkDocsConfig) -> Files:
+        started = time.monotonic()
+        assert self.cache is not None
+        self.cache.used.clear()
+        for asset in sorted(ASSETS.iterdir()):
+            files.append(File.generated(config, f"{ASSET_URI}/{asset.name}", abs_src_path=str(asset)))
+        for root in self.roots:
+            if not os.path.isdir(root):
+                log.warning(f"runs folder not found: {root}")
+        experiments = find_experiments(self.roots, self.labels,
+                                       skip=(config.site_dir, config.docs_dir, str(self.cache.folder)))
+        self.runs, self.experiment_pages, self.step_pages = [], {}, {}
+        read = cached = 0
+        for exp in experiments:
+            for step in duplicate_steps(exp):
+                log.warning(f"{exp.folder}: step {step} has more than one file; only the first is shown")
+            seen: set[int] = set()
+            exp.steps = [s for s in exp.steps if not (s.step in seen or seen.add(s.step))]
+            run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
+            for position, step in enumerate(exp.steps):
+                key, summary, hit = self.cache.summary(step.step, step.path, self.config.format)
+                cached += hit
+                read += not hit
+                if summary.unreadable:
+                    log.warning(f"{step.path}: unreadable: {summary.unreadable}")
+                for problem in summary.problems:
+                    log.warning(f"{step.path}: {problem}")
+                uri = f"{self.prefix}/{exp.slug}/step-{step.step}.md"
+                run.summaries.append(summary)
+                run.step_uris.append(uri)
+                self.step_pages[uri] = StepPage(run, position, key)
+                title = f"Step {step.step} · {title_text(exp.name)}"
+                self._add_page(files, config, uri, page_source(title, f"Step {step.step}", False), in_nav=False)
+            if not exp.steps:
+                continue
+            self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True))
+            self.runs.append(run)
+            self.experiment_pages[run.page_uri] = run
+        for folder in empty_folders(self.roots, experiments):
+            log.info(f"{folder}: no step files, skipped")
+        if not self.runs:
+            log.info(f"no step files found under {', '.join(self.roots)}")
+        self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
+        if not self.user_nav:
+            config.nav = self._nav(files)
+        log.info(f"{len(self.runs)} experiments, {len(self.step_pages)} steps "
+                 f"({read} read, {cached} from cache) in {time.monotonic() - started:.1f} s")
+        return files
+
+    @property
+    def overview_uri(self) -> str:
+        return f"{self.prefix}/index.md"
+
+    def _add_page(self, files: Files, config: MkDocsConfig, uri: str, content: str, in_nav: bool = True) -> None:
+        if files.get_file_from_path(uri) is not None:
+            raise PluginError(f"trajdocs: {uri} already exists in the docs; set the trajdocs 'path' option "
+                              "to a folder name the docs do not use")
+        inclusion = InclusionLevel.UNDEFINED if in_nav else InclusionLevel.NOT_IN_NAV
+        files.append(File.generated(config, uri, content=content, inclusion=inclusion))
+
+    def _nav(self, files: Files) -> list:
+        """MkDocs' default nav for the user's pages, plus one section: overview and experiments."""
+        ours = {self.overview_uri} | {run.page_uri for run in self.runs}
+        pages = sorted(files.documentation_pages(), key=file_sort_key)
+        nav = nest_paths(f.src_uri for f in pages if f.inclusion.is_in_nav() and f.src_uri not in ours)
+        section = [{"Overview": self.overview_uri}]
+        section += [{title_text(run.exp.name): run.page_uri} for run in self.runs]
+        return [*nav, {title_text(self.config.nav_title): section}]
+
+    def _url(self, files: Files, uri: str, page: Page) -> str:
+        target = files.get_file_from_path(uri)
+        assert target is not None
+        return get_relative_url(target.url, page.url)
+
+    def on_page_content(self, html: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        uri = page.file.src_uri
+        if uri == self.overview_uri:
+            rows = [(run.exp, run.summaries, self._url(files, run.page_uri, page)) for run in self.runs]
+            body = overview_table(rows) if rows else "<p>No step files found yet.</p>"
+            return html.replace(SLOT, body)
+        if uri in self.experiment_pages:
+            return html.replace(SLOT, self._experiment_body(self.experiment_pages[uri], page, files))
+        if uri in self.step_pages:
+            links = self._step_links(self.step_pages[uri], page, files)
+            return html.replace(SLOT, links + SLOT + links)
+        return html
+
+    def _step_links(self, info: StepPage, page: Page, files: Files) -> str:
+        run, here = info.run, info.position
+        steps, uris = run.exp.steps, run.step_uris
+        prev = (self._url(files, uris[here - 1], page), steps[here - 1].step) if here > 0 else None
+        nxt = (self._url(files, uris[here + 1], page), steps[here + 1].step) if here + 1 < len(uris) else None
+        return step_links(prev, (self._url(files, run.page_uri, page), run.exp.name), nxt)
+
+    def _experiment_body(self, run: ExperimentRun, page: Page, files: Files) -> str:
+        steps = run.summaries
+        latest = latest_readable(steps)
+        facts = (f'<p class="td-facts">Folder <code>{esc(run.exp.folder)}</code> · {len(steps)} steps '
+                 f"({steps[0].step}–{steps[-1].step}) · {sum(s.trajectories for s in steps)} trajectories")
+        if latest:
+            facts += (f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}, "
+                      f"high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}")
+        urls = [self._url(files, uri, page) for uri in run.step_uris]
+        return facts + "</p>" + experiment_table(steps, urls)
+
+    def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
+        info = self.step_pages.get(page.file.src_uri)
+        if info is None:
+            return output
+        assert self.cache is not None
+        try:
+            fragment = self.cache.fragment(info.key)
+        except OSError as err:
+            path = info.run.exp.steps[info.position].path
+            log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
+            fragment = ""
+        return output.replace(SLOT, fragment, 1)
+
+    def on_post_build(self, *, config: MkDocsConfig) -> None:
+        if self.cache is not None:
+            self.cache.prune()
+
+    def on_serve(self, server, *, config: MkDocsConfig, builder):  # type: ignore[no-untyped-def]
+        for root in self.roots:
+            if os.path.isdir(root):
+                server.watch(root)
+        return server

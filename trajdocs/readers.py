@@ -1,0 +1,324 @@
+"""Read step files of every supported format into the data model, never raising on bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import orjson
+
+from .model import ListSummary, MetaValue, StepData, Tokens, Trajectory
+
+FORMATS = ("auto", "lightrft", "verl")
+MAX_PROBLEMS = 20
+MAX_META_FIELDS = 200
+MAX_META_DEPTH = 4
+MARKER = re.compile(r"<HIGH_ENTROPY>(.*?)</HIGH_ENTROPY>", re.S)
+TEXT_FIELDS = ("full_sequence", "generated_text", "pure_generated_text",
+               "generated_tokens", "pure_generated_tokens", "image_paths", "images_base64")
+META_FIRST = ("global_step", "experience_index", "sample_in_exp", "label", "reference",
+              "advantages", "return", "values", "action_log_probs", "policy_entropy",
+              "repeat_score", "reflection_pattern_score", "response_token_count")
+
+
+class Problems(list):
+    """Located problem messages, capped so one broken file cannot flood the log."""
+
+    def add(self, message: str) -> None:
+        if len(self) < MAX_PROBLEMS:
+            self.append(message)
+        elif len(self) == MAX_PROBLEMS:
+            self.append("further problems not listed")
+
+
+def loads(data: bytes | str) -> Any:
+    """orjson, falling back to the stdlib for the NaN/Infinity literals Python's json writes."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def _decode_error(err: Exception, data: bytes) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        where = f"line {err.lineno} column {err.colno}"
+        if err.pos >= len(err.doc.rstrip()):
+            return f"invalid JSON: unexpected end of file at {where} (the file may still be being written)"
+        return f"invalid JSON at {where}: {err.msg}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {err.start})"
+    return f"cannot parse: {err}"
+
+
+def detect_format(path: str) -> str:
+    return "verl" if path.endswith(".jsonl") else "lightrft"
+
+
+def read_step(path: str, fmt: str = "auto") -> StepData:
+    result = StepData()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        result.unreadable = f"cannot read file: {err.strerror or err}"
+        return result
+    if not data.strip():
+        result.unreadable = "empty file (the trainer may not have written it yet)"
+        return result
+    if fmt == "auto":
+        fmt = detect_format(path)
+    problems = Problems()
+    if fmt == "verl":
+        result.trajectories = _read_verl(data, problems)
+    else:
+        try:
+            doc = loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            result.unreadable = _decode_error(err, data)
+            return result
+        result.trajectories = _read_lightrft(doc, problems)
+    result.problems = list(problems)
+    return result
+
+
+# --- LightRFT -------------------------------------------------------------------------------
+
+def _read_lightrft(doc: Any, problems: Problems) -> list[Trajectory]:
+    if isinstance(doc, dict):
+        if any(k in doc for k in ("generated_tokens", "pure_generated_text", "generated_text", "global_step")):
+            problems.add("top level is one object, expected a list of trajectories: shown as one trajectory")
+            doc = [doc]
+        else:
+            problems.add(f"top level is an object with keys {_keys(doc)}, expected a list of trajectories")
+            return []
+    if not isinstance(doc, list):
+        problems.add(f"top level is {_kind(doc)}, expected a list of trajectories")
+        return []
+    if not doc:
+        problems.add("the file holds an empty list: no trajectories")
+    trajectories = []
+    for i, item in enumerate(doc):
+        if not isinstance(item, dict):
+            problems.add(f"trajectory {i}: is {_kind(item)}, expected an object")
+            continue
+        trajectories.append(lightrft_trajectory(i, item, problems))
+    return trajectories
+
+
+def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
+    where = f"trajectory {index}"
+    traj = Trajectory(index=index)
+    for name in ("full_sequence", "generated_text", "pure_generated_text"):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            problems.add(f"{where}: {name} is {_kind(value)}, expected text")
+            value = _as_text(value)
+        setattr(traj, name, value)
+
+    pure, gen = obj.get("pure_generated_tokens"), obj.get("generated_tokens")
+    if isinstance(pure, list):
+        traj.tokens = parse_tokens(pure, f"{where}: pure_generated_tokens", problems)
+        if isinstance(gen, list) and len(gen) == len(pure) + 1:
+            traj.prompt_tail = parse_tokens(gen[:1], f"{where}: generated_tokens", problems).texts[0]
+    elif isinstance(gen, list) and gen:
+        tokens = parse_tokens(gen, f"{where}: generated_tokens", problems)
+        traj.prompt_tail = tokens.texts[0]
+        traj.tokens = Tokens(tokens.texts[1:], tokens.flags[1:], tokens.scores[1:])
+    else:
+        for name, value in (("pure_generated_tokens", pure), ("generated_tokens", gen)):
+            if value is not None and not isinstance(value, list):
+                problems.add(f"{where}: {name} is {_kind(value)}, expected a list of token objects")
+        marked = traj.pure_generated_text if traj.pure_generated_text is not None else traj.generated_text
+        if marked and "<HIGH_ENTROPY>" in marked:
+            traj.tokens = tokens_from_markers(marked)
+            if traj.pure_generated_text:
+                traj.pure_generated_text = MARKER.sub(r"\1", traj.pure_generated_text)
+            if traj.generated_text:
+                traj.generated_text = MARKER.sub(r"\1", traj.generated_text)
+
+    if traj.full_sequence:
+        response = traj.pure_generated_text
+        cut = traj.full_sequence.rfind(response) if response else -1
+        if cut > 0:
+            traj.prompt = traj.full_sequence[:cut]
+
+    info = obj.get("info")
+    if info is not None and not isinstance(info, dict):
+        problems.add(f"{where}: info is {_kind(info)}, expected an object")
+        info = {"info": info}
+    info = info or {}
+    traj.reward = _number(info.get("reward"), obj.get("reward"))
+    length = _number(obj.get("response_token_count"), info.get("response_length"))
+    if length is not None and math.isfinite(length):
+        traj.response_length = int(length)
+    elif traj.tokens is not None and not traj.tokens.segments:
+        traj.response_length = len(traj.tokens)
+
+    meta = _Meta()
+    for key in META_FIRST:
+        if key in obj:
+            meta.add(key, obj[key])
+    for key, value in info.items():
+        meta.add(f"info.{key}" if key in obj else str(key), value)
+    for key, value in obj.items():
+        if key not in TEXT_FIELDS and key not in META_FIRST and key != "info":
+            meta.add(str(key), value)
+    traj.metadata = meta.fields
+    return traj
+
+
+def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
+    """Token objects -> Tokens. Odd entries are kept as text with a problem noted, never dropped."""
+    texts, flags, scores = [], [], []
+    odd = 0
+    for item in items:
+        if isinstance(item, dict):
+            text = item.get("text")
+            if not isinstance(text, str):
+                odd += 1
+                text = "" if text is None else _as_text(text)
+            score = item.get("entropy_score")
+            texts.append(text)
+            flags.append(item.get("high_entropy") is True)
+            scores.append(float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None)
+        else:
+            odd += 1
+            texts.append(item if isinstance(item, str) else _as_text(item))
+            flags.append(False)
+            scores.append(None)
+    if odd:
+        problems.add(f"{where}: {odd} of {len(items)} entries are not token objects with a text")
+    return Tokens(texts, flags, scores)
+
+
+def tokens_from_markers(text: str) -> Tokens:
+    """Older saver: `<HIGH_ENTROPY>tok</HIGH_ENTROPY>` inline; unmarked runs become one segment each."""
+    tokens = Tokens(segments=True)
+    pos = 0
+    for m in MARKER.finditer(text):
+        if m.start() > pos:
+            tokens.texts.append(text[pos:m.start()])
+            tokens.flags.append(False)
+            tokens.scores.append(None)
+        tokens.texts.append(m.group(1))
+        tokens.flags.append(True)
+        tokens.scores.append(None)
+        pos = m.end()
+    if pos < len(text):
+        tokens.texts.append(text[pos:])
+        tokens.flags.append(False)
+        tokens.scores.append(None)
+    return tokens
+
+
+# --- verl -----------------------------------------------------------------------------------
+
+def _read_verl(data: bytes, problems: Problems) -> list[Trajectory]:
+    trajectories = []
+    for lineno, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads(line)
+        except (ValueError, UnicodeDecodeError) as err:
+            last = lineno == data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            hint = " (the file may still be being written)" if last and not data.endswith(b"\n") else ""
+            detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+            problems.add(f"line {lineno}: invalid JSON: {detail}{hint}")
+            continue
+        if not isinstance(obj, dict):
+            problems.add(f"line {lineno}: is {_kind(obj)}, expected an object")
+            continue
+        trajectories.append(verl_trajectory(len(trajectories), obj, problems))
+    if not trajectories and not problems:
+        problems.add("no samples in the file")
+    return trajectories
+
+
+def verl_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
+    traj = Trajectory(index=index)
+    prompt, output = obj.get("input"), obj.get("output")
+    traj.prompt = prompt if prompt is None or isinstance(prompt, str) else _as_text(prompt)
+    traj.pure_generated_text = output if output is None or isinstance(output, str) else _as_text(output)
+    if output is None:
+        problems.add(f"sample {index}: no output field")
+    traj.reward = _number(obj.get("score"), obj.get("reward"))
+    meta = _Meta()
+    for key, value in obj.items():
+        if key not in ("input", "output"):
+            meta.add(str(key), value)
+    traj.metadata = meta.fields
+    return traj
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+class _Meta:
+    """Flattens nested metadata into dotted keys; numeric lists become summaries."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, MetaValue] = {}
+        self.dropped = 0
+
+    def add(self, key: str, value: Any, depth: int = 0) -> None:
+        if isinstance(value, dict):
+            if not value:
+                self._put(key, "{}")
+            elif depth >= MAX_META_DEPTH:
+                self._put(key, _as_text(value))
+            else:
+                for k, v in value.items():
+                    self.add(f"{key}.{k}", v, depth + 1)
+        elif isinstance(value, list):
+            self._put(key, summarize_list(value))
+        else:
+            self._put(key, value)
+
+    def _put(self, key: str, value: MetaValue) -> None:
+        if len(self.fields) < MAX_META_FIELDS:
+            self.fields[key] = value
+        else:
+            self.dropped += 1
+            self.fields["…"] = f"{self.dropped} more fields not shown"
+
+
+def summarize_list(values: list) -> MetaValue:
+    if len(values) <= 8 and all(v is None or isinstance(v, (str, bool)) for v in values):
+        return _as_text(values)
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    finite = [v for v in numbers if math.isfinite(v)]
+    return ListSummary(
+        length=len(values),
+        mean=sum(finite) / len(finite) if finite else None,
+        min=min(finite) if finite else None,
+        max=max(finite) if finite else None,
+        non_numeric=len(values) - len(numbers),
+    )
+
+
+def _number(*candidates: Any) -> float | None:
+    for value in candidates:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+            return float(value[-1])  # per-token list: the sequence-level value sits on the last token
+    return None
+
+
+def _as_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)[:2000]
+    except (TypeError, ValueError):
+        return str(value)[:2000]
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _keys(obj: dict) -> str:
+    keys = list(obj)[:5]
+    return ", ".join(repr(k) for k in keys) + (", ..." if len(obj) > 5 else "")
