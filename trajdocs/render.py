@@ -45,7 +45,9 @@ def fmt_number(x: Union[float, int, None]) -> str:
         return "NaN"
     if math.isinf(x):
         return "∞" if x > 0 else "−∞"
-    if x != 0 and abs(x) < 1e-3:
+    if x == 0:
+        return "0"
+    if abs(x) < 1e-3:
         return f"{x:.3e}"
     return f"{x:.4f}".rstrip("0").rstrip(".") if x != int(x) or abs(x) < 1e15 else f"{x:.6g}"
 

@@ -1,0 +1,205 @@
+"""Helpers: write trajectory files as trainers do, build real MkDocs sites, drive real Chromium."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import threading
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# --- writing inputs ---------------------------------------------------------------------------
+
+def tok(text: str, high: bool = False, score: float | None = None) -> dict:
+    obj: dict = {"text": text, "high_entropy": high}
+    if score is not None:
+        obj["entropy_score"] = score
+    return obj
+
+
+def trajectory(step: int, index: int, tokens: list[dict], reward: float = 1.0, **extra) -> dict:
+    """One LightRFT trajectory as the newer TrajectorySaver writes it."""
+    text = "".join(t["text"] for t in tokens)
+    record = {
+        "global_step": step, "experience_index": index // 4, "sample_in_exp": index % 4,
+        "full_sequence": f"<|im_start|>user\nQuestion {index}?<|im_end|>\n<|im_start|>assistant\n{text}<|im_end|>",
+        "generated_text": "\n" + text, "pure_generated_text": text,
+        "generated_tokens": [tok("\n")] + tokens, "pure_generated_tokens": tokens,
+        "label": "gsm8k_rule", "reference": "72", "response_token_count": len(tokens),
+        "advantages": 0.5, "return": 0.5,
+        "info": {"reward": reward, "response_length": len(tokens), "reward_metrics": {"accuracy": reward}},
+    }
+    record.update(extra)
+    return record
+
+
+def write_step(root: Path, experiment: str, step: int, records, prefix: str = "trajectories") -> Path:
+    folder = root / experiment / "trajectories"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}_step_{step}.json"
+    text = records if isinstance(records, str) else json.dumps(records, indent=2, ensure_ascii=False)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def simple_run(root: Path, experiment: str, steps, per_step: int = 2) -> None:
+    for step in steps:
+        records = [trajectory(step, i, [tok("The", True, 2.5), tok(" answer"), tok(" is", True, 1.5), tok(" 72")],
+                              reward=float(i % 2)) for i in range(per_step)]
+        write_step(root, experiment, step, records)
+
+
+# --- building sites ---------------------------------------------------------------------------
+
+def build_site(project: Path, plugin: dict | None = None, theme: str = "material", strict: bool = False,
+               **extra) -> Path:
+    """Write mkdocs.yml + docs/ into `project`, build with real MkDocs, return the site folder."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    docs = project / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    if not (docs / "index.md").exists():
+        (docs / "index.md").write_text("# Home\n\nWelcome.\n", encoding="utf-8")
+    theme_config: dict = {"name": theme}
+    if theme == "material":
+        theme_config.update(font=False, features=["navigation.instant"], palette=[
+            {"scheme": "default", "toggle": {"icon": "material/brightness-4", "name": "dark"}},
+            {"scheme": "slate", "toggle": {"icon": "material/brightness-7", "name": "light"}}])
+    config = {"site_name": "Test runs", "theme": theme_config,
+              "plugins": ["search", {"trajdocs": plugin or {"runs": "results"}}], **extra}
+    (project / "mkdocs.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    cfg = load_config(str(project / "mkdocs.yml"), strict=strict)
+    build(cfg)
+    return project / "site"
+
+
+class WarningCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def warnings_logged():
+    handler = WarningCapture()
+    logger = logging.getLogger("mkdocs")
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+
+
+# --- reading output ---------------------------------------------------------------------------
+
+class TokenExtractor(HTMLParser):
+    """Collects, per `.td-tokens` container, the decoded text of each token span."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.containers: list[list[dict]] = []
+        self._depth = 0  # element depth inside the current container
+        self._token: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if self._depth:
+            self._depth += 1
+            if self._depth == 2 and tag == "span":
+                self._token = {"text": "", "class": a.get("class"), "score": a.get("data-e")}
+            return
+        if tag == "div" and "td-tokens" in (a.get("class") or "").split():
+            self.containers.append([])
+            self._depth = 1
+
+    def handle_endtag(self, tag):
+        if not self._depth:
+            return
+        if self._depth == 2 and self._token is not None:
+            self.containers[-1].append(self._token)
+            self._token = None
+        self._depth -= 1
+
+    def handle_data(self, data):
+        if self._token is not None:
+            self._token["text"] += data
+
+
+def tokens_in(html: str) -> list[list[dict]]:
+    parser = TokenExtractor()
+    parser.feed(html)
+    return parser.containers
+
+
+def read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+# --- browser ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; CI must install it")
+        pytest.skip("chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def serve():
+    """serve(folder) -> base URL of a static server on 127.0.0.1 for that folder."""
+    servers = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser page that records console errors, page errors and off-machine requests."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    pg.errors = []
+    pg.outside = []
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.on("request", lambda r: pg.outside.append(r.url)
+          if not r.url.startswith(("http://127.0.0.1", "data:", "about:", "file:")) else None)
+    yield pg
+    context.close()

@@ -1,0 +1,104 @@
+"""Step pages in a real headless Chromium: hover details, toggles, instant navigation, themes."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from conftest import build_site, tok, trajectory, write_step
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def site(tmp_path: Path, serve) -> str:
+    """Three steps of one experiment, served; site_url matches so Material's instant navigation runs."""
+    for step in (10, 20, 30):
+        records = [trajectory(step, i, [tok("Let", True, 2.5 + step / 100), tok(" me"), tok(" think", True, 1.25),
+                                        tok(" <b>bold</b>"), tok("\n\nWait", True, 3.0)], reward=float(i))
+                   for i in range(2)]
+        write_step(tmp_path / "results", "exp", step, records)
+    base = serve(tmp_path / "site")
+    build_site(tmp_path, site_url=base)
+    return base
+
+
+def test_hover_shows_entropy_score(page, site):
+    page.goto(site + "runs/exp/step-20/")
+    token = page.locator(".td-tokens .h").first
+    token.hover()
+    tip = page.locator(".td-tip")
+    assert tip.is_visible()
+    assert "entropy 2.7" in tip.inner_text()
+    assert "“Let”" in tip.inner_text()
+    page.locator(".td-tokens span:not(.h)").first.hover()
+    assert not tip.is_visible()
+    assert page.errors == [] and page.outside == []
+
+
+def test_keyboard_focus_shows_details(page, site):
+    page.goto(site + "runs/exp/step-10/")
+    page.locator(".td-tokens .h").nth(1).focus()
+    tip = page.locator(".td-tip")
+    assert tip.is_visible() and "entropy 1.25" in tip.inner_text() and "position 2" in tip.inner_text()
+
+
+def test_toggle_hides_metadata_and_persists_across_steps(page, site):
+    page.goto(site + "runs/exp/step-10/")
+    meta = page.locator(".td-meta").first
+    assert meta.is_visible()
+    page.get_by_label("Metadata").uncheck()
+    assert not meta.is_visible()
+    assert page.locator(".td-stats").first.is_visible()
+    page.locator("a.td-next").first.click()
+    page.wait_for_url("**/step-20/")
+    assert not page.locator(".td-meta").first.is_visible()
+    assert not page.get_by_label("Metadata").is_checked()
+    page.get_by_label("Metadata").check()
+    assert page.locator(".td-meta").first.is_visible()
+
+
+def test_entropy_score_toggle_turns_hover_off(page, site):
+    page.goto(site + "runs/exp/step-10/")
+    page.get_by_label("Entropy score").uncheck()
+    page.locator(".td-tokens .h").first.hover()
+    assert not page.locator(".td-tip").is_visible()
+
+
+def test_instant_navigation_reinitialises_the_page(page, site):
+    page.goto(site + "runs/exp/step-10/")
+    page.evaluate("window.__sameDocument = true")
+    page.get_by_label("generated_text", exact=True).check()
+    page.locator("a.td-next").first.click()
+    page.wait_for_url("**/step-20/")
+    page.wait_for_selector(".td-step")
+    assert page.evaluate("window.__sameDocument === true"), "Material instant navigation did not run"
+    assert page.locator(".td-gen").first.is_visible()
+    page.locator(".td-tokens .h").first.hover()
+    assert "entropy 2.7" in page.locator(".td-tip").inner_text()
+    assert page.errors == [] and page.outside == []
+
+
+def test_highlight_is_visible_in_light_and_dark(page, site):
+    page.goto(site + "runs/exp/step-10/")
+    light = page.locator(".td-tokens .h").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    page.locator("label[for='__palette_1']").click()
+    page.wait_for_function("document.body.getAttribute('data-md-color-scheme') === 'slate'")
+    dark = page.locator(".td-tokens .h").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert light != dark and "rgba" in dark
+    underline = page.locator(".td-tokens .h").first.evaluate("e => getComputedStyle(e).textDecorationLine")
+    assert underline == "underline"  # distinguishable without colour
+
+
+def test_markup_in_tokens_stays_text(page, site):
+    page.goto(site + "runs/exp/step-10/")
+    assert page.locator(".td-tokens b").count() == 0
+    assert "<b>bold</b>" in page.locator(".td-tokens").first.inner_text()
