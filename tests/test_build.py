@@ -142,12 +142,16 @@ def test_user_written_nav_is_respected(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "index.md").write_text("# Home\n")
     (tmp_path / "docs" / "guide.md").write_text("# Guide\n")
-    site = build_site(tmp_path, nav=[{"Start": "index.md"}, {"All runs": "runs/index.md"}])
+    site = build_site(tmp_path, nav=[{"Start": "index.md"}, {"More": [{"All runs": "runs/index.md"}]}])
     html = read(site / "guide" / "index.html")
     nav = re.search(r'<nav class="md-nav md-nav--primary".*?</nav>\s*</div>\s*</div>\s*</div>', html, re.S).group(0)
-    assert "All runs" in nav and "Start" in nav
-    assert "Guide" not in nav and "runs/exp/" not in nav
+    assert "All runs" in nav and "Start" in nav and "More" in nav
+    assert "Guide" not in nav and "step-" not in nav
+    assert 'href="../runs/exp/"' in nav  # the overview entry became the runs section
     assert (site / "runs" / "exp" / "step-2" / "index.html").exists()
+    site = build_site(tmp_path, nav=[{"Start": "index.md"}])
+    assert "runs/" not in re.search(r'<nav class="md-nav md-nav--primary".*?</nav>', read(site / "index.html"), re.S).group(0)
+    assert (site / "runs" / "exp" / "index.html").exists()
 
 
 def test_step_pages_are_excluded_from_search_but_indexes_are_searchable(two_experiments):

@@ -149,7 +149,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 self._add_page(files, config, uri, page_source(title, f"Step {step.step}", False), in_nav=False)
             if not exp.steps:
                 continue
-            self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True))
+            self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True),
+                           in_nav=not self.user_nav)
             self.runs.append(run)
             self.experiment_pages[run.page_uri] = run
         for folder in empty_folders(self.roots, experiments):
@@ -157,8 +158,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if not self.runs:
             log.info(f"no step files found under {', '.join(self.roots)}")
         self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
-        if not self.user_nav:
-            config.nav = self._nav(files)
+        config.nav = self._expand_nav(config.nav) if self.user_nav else self._nav(files)
         log.info(f"{len(self.runs)} experiments, {len(self.step_pages)} steps "
                  f"({read} read, {cached} from cache) in {time.monotonic() - started:.1f} s")
         return files
@@ -179,9 +179,25 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         ours = {self.overview_uri} | {run.page_uri for run in self.runs}
         pages = sorted(files.documentation_pages(), key=file_sort_key)
         nav = nest_paths(f.src_uri for f in pages if f.inclusion.is_in_nav() and f.src_uri not in ours)
-        section = [{"Overview": self.overview_uri}]
-        section += [{title_text(run.exp.name): run.page_uri} for run in self.runs]
-        return [*nav, {title_text(self.config.nav_title): section}]
+        return [*nav, {title_text(self.config.nav_title): self._section()}]
+
+    def _section(self) -> list:
+        return [{"Overview": self.overview_uri}] + [{title_text(run.exp.name): run.page_uri} for run in self.runs]
+
+    def _expand_nav(self, nav: list) -> list:
+        """A user-written nav stays as written, except that an entry for the overview page becomes
+        the section of overview plus experiments, under the user's title."""
+        def expand(item):  # type: ignore[no-untyped-def]
+            if item == self.overview_uri:
+                return {title_text(self.config.nav_title): self._section()}
+            if isinstance(item, dict) and len(item) == 1:
+                (title, value), = item.items()
+                if value == self.overview_uri:
+                    return {title: self._section()}
+                if isinstance(value, list):
+                    return {title: [expand(v) for v in value]}
+            return item
+        return [expand(item) for item in nav]
 
     def _url(self, files: Files, uri: str, page: Page) -> str:
         target = files.get_file_from_path(uri)

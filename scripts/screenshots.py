@@ -1,0 +1,60 @@
+"""Build the project's site and take screenshots of a step page (light and dark) into docs/images.
+
+Needs the test dependencies (playwright) and Debian's chromium: `python scripts/screenshots.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+STEP = "runs/synthetic-grpo-forking-tokens/step-30/"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def main() -> int:
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    out = ROOT / "docs" / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=tmp))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_port}/"
+        build(load_config(str(ROOT / "mkdocs.yml"), site_dir=tmp, site_url=base))
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
+            for scheme in ("light", "dark"):
+                page = browser.new_page(viewport={"width": 1280, "height": 860},
+                                        color_scheme="dark" if scheme == "dark" else "light")
+                page.goto(base + STEP)
+                page.evaluate("document.querySelectorAll('.td-traj .td-tokens')[1].scrollIntoView();"
+                              "window.scrollBy(0, -330)")
+                page.locator(".td-traj").nth(1).locator(".td-tokens .h").nth(9).hover()
+                page.wait_for_timeout(200)
+                page.screenshot(path=str(out / f"step-{scheme}.png"))
+                page.close()
+            browser.close()
+        server.shutdown()
+    print(f"screenshots written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
