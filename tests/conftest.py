@@ -65,7 +65,7 @@ def simple_run(root: Path, experiment: str, steps, per_step: int = 2) -> None:
 
 # --- building sites ---------------------------------------------------------------------------
 
-def build_site(project: Path, plugin: dict | None = None, theme: str = "material", strict: bool = False,
+def build_site(project: Path, plugin: dict | None = None, theme: str | dict = "material", strict: bool = False,
                **extra) -> Path:
     """Write mkdocs.yml + docs/ into `project`, build with real MkDocs, return the site folder."""
     from mkdocs.commands.build import build
@@ -75,7 +75,7 @@ def build_site(project: Path, plugin: dict | None = None, theme: str = "material
     docs.mkdir(parents=True, exist_ok=True)
     if not (docs / "index.md").exists():
         (docs / "index.md").write_text("# Home\n\nWelcome.\n", encoding="utf-8")
-    theme_config: dict = {"name": theme}
+    theme_config: dict = theme if isinstance(theme, dict) else {"name": theme}
     if theme == "material":
         theme_config.update(font=False, features=["navigation.instant"], palette=[
             {"scheme": "default", "toggle": {"icon": "material/brightness-4", "name": "dark"}},

@@ -102,3 +102,14 @@ def test_markup_in_tokens_stays_text(page, site):
     page.goto(site + "runs/exp/step-10/")
     assert page.locator(".td-tokens b").count() == 0
     assert "<b>bold</b>" in page.locator(".td-tokens").first.inner_text()
+
+
+def test_plain_mkdocs_theme_hover_and_toggles(page, tmp_path, serve):
+    write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, [tok("x"), tok(" fork", True, 4.5)])])
+    build_site(tmp_path, theme={"name": "mkdocs", "highlightjs": False})  # dark mode + no highlightjs trips the theme's own darkmode.js
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    page.locator(".td-tokens .h").hover()
+    assert "entropy 4.5" in page.locator(".td-tip").inner_text()
+    page.get_by_label("Statistics").uncheck()
+    assert not page.locator(".td-stats").is_visible()
+    assert page.errors == [] and page.outside == []
