@@ -113,3 +113,40 @@ def test_plain_mkdocs_theme_hover_and_toggles(page, tmp_path, serve):
     page.get_by_label("Statistics").uncheck()
     assert not page.locator(".td-stats").is_visible()
     assert page.errors == [] and page.outside == []
+
+
+PAYLOAD = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+
+
+def test_hostile_input_injects_nothing_and_runs_no_script(page, tmp_path, serve):
+    name = '<img src=x onerror=window.__xss=3>'
+    long_token = "x" * 6000
+    record = trajectory(1, 0, [tok(PAYLOAD, True, 2.0), tok(long_token), tok("</span></div><b>", True, 1.0)],
+                        label=PAYLOAD, reference="</pre>" + PAYLOAD, **{PAYLOAD: PAYLOAD},
+                        full_sequence=PAYLOAD + "</details></summary>" + PAYLOAD)
+    write_step(tmp_path / "results", name, 1, [record])
+    build_site(tmp_path)
+    base = serve(tmp_path / "site")
+    for path in ("runs/", "runs/img-src-x-onerror-window.__xss-3/", "runs/img-src-x-onerror-window.__xss-3/step-1/"):
+        page.goto(base + path)
+        page.wait_for_load_state("load")
+        for token in page.locator(".td-tokens .h").all():
+            token.hover()
+        assert page.evaluate("window.__xss") is None, path
+        assert page.locator("article img[src='x'], article b, .md-content script").count() == 0, path
+        assert page.errors == [], (path, page.errors)
+    assert page.locator(".td-tokens span").first.inner_text() == PAYLOAD
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # long tokens wrap
+
+
+def test_show_all_tokens_of_a_long_response(page, tmp_path, serve):
+    tokens = [tok(f"w{i} ", i % 10 == 0, float(i)) for i in range(250)]
+    write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, tokens)])
+    build_site(tmp_path, plugin={"runs": "results", "max_tokens": 100})
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    assert page.locator(".td-tokens span").count() == 100
+    page.get_by_role("button", name="Show the remaining 150 tokens").click()
+    assert page.locator(".td-tokens span").count() == 250
+    assert page.locator(".td-tokens").inner_text() == "".join(t["text"] for t in tokens)
+    page.locator(".td-tokens .h").last.hover()
+    assert "position 240" in page.locator(".td-tip").inner_text()

@@ -23,6 +23,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from .check import check_runs
+
+    return 1 if check_runs(args.paths, args.format) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trajdocs", description="Browse RL trajectory dumps as an MkDocs site.")
     parser.add_argument("--version", action="version", version=f"trajdocs {__version__}")
@@ -42,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-token-lists", action="store_true", help="scalar advantages/return, no per-token lists")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    check = sub.add_parser("check", help="validate run folders without building; exit 1 on any problem")
+    check.add_argument("paths", nargs="+", help="run folders, as in the plugin's 'runs' option")
+    check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto")
+    check.set_defaults(run=_check)
     return parser
 
 

@@ -46,6 +46,8 @@ class Trajectory:
     reward: Union[float, None] = None
     response_length: Union[int, None] = None
     metadata: dict[str, MetaValue] = field(default_factory=dict)
+    image_files: list[str] = field(default_factory=list)  # relative to the step file's folder
+    image_data: list[str] = field(default_factory=list)  # base64 PNG
 
 
 @dataclass(slots=True)
@@ -85,3 +87,5 @@ class StepSummary:
     mean_entropy: Union[float, None] = None
     problems: list[str] = field(default_factory=list)
     unreadable: Union[str, None] = None
+    pages: int = 1
+    images: list[str] = field(default_factory=list)  # image files to copy, relative to the step file

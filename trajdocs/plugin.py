@@ -24,7 +24,8 @@ from .cache import StepCache
 from .discover import duplicate_steps, empty_folders, find_experiments
 from .model import Experiment, StepSummary
 from .readers import FORMATS
-from .render import esc, experiment_table, fmt_number, fmt_ratio, latest_readable, overview_table, step_links
+from .render import (RenderOptions, esc, experiment_table, fmt_number, fmt_ratio, latest_readable,
+                     overview_table, pager, step_links)
 
 log = get_plugin_logger(__name__)
 
@@ -41,6 +42,8 @@ class TrajdocsConfig(Config):
     format = c.Choice(FORMATS, default="auto")
     cache = c.Type(bool, default=True)
     cache_dir = c.Type(str, default=".cache/trajdocs")
+    trajectories_per_page = c.Type(int, default=50)
+    max_tokens = c.Type(int, default=3000)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class StepPage:
     run: ExperimentRun
     position: int  # index into the experiment's steps / summaries
     key: str
+    page: int = 1  # a step with many trajectories spans several pages
 
 
 def title_text(name: str) -> str:
@@ -108,6 +112,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             else:
                 folder = self._temp_cache = tempfile.mkdtemp(prefix="trajdocs-")
             self.cache = StepCache(folder)
+        if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
+            raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
+        self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
+                                     asset_base="../" if config.use_directory_urls else "")
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
@@ -133,20 +141,30 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             seen: set[int] = set()
             exp.steps = [s for s in exp.steps if not (s.step in seen or seen.add(s.step))]
             run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
+            images: set[str] = set()
             for position, step in enumerate(exp.steps):
-                key, summary, hit = self.cache.summary(step.step, step.path, self.config.format)
+                key, summary, hit = self.cache.summary(step.step, step.path, self.config.format, self.options)
                 cached += hit
                 read += not hit
                 if summary.unreadable:
                     log.warning(f"{step.path}: unreadable: {summary.unreadable}")
                 for problem in summary.problems:
                     log.warning(f"{step.path}: {problem}")
-                uri = f"{self.prefix}/{exp.slug}/step-{step.step}.md"
                 run.summaries.append(summary)
-                run.step_uris.append(uri)
-                self.step_pages[uri] = StepPage(run, position, key)
-                title = f"Step {step.step} · {title_text(exp.name)}"
-                self._add_page(files, config, uri, page_source(title, f"Step {step.step}", False), in_nav=False)
+                run.step_uris.append(self._step_uri(exp, step.step, 1))
+                images.update(summary.images)
+                for page in range(1, summary.pages + 1):
+                    uri = self._step_uri(exp, step.step, page)
+                    self.step_pages[uri] = StepPage(run, position, key, page)
+                    title = f"Step {step.step} · {title_text(exp.name)}"
+                    heading = f"Step {step.step}"
+                    if summary.pages > 1:
+                        title += f" · page {page}"
+                        heading += f" · page {page} of {summary.pages}"
+                    self._add_page(files, config, uri, page_source(title, heading, False), in_nav=False)
+            for rel in sorted(images):
+                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/files/{rel}",
+                                            abs_src_path=os.path.join(exp.folder, rel)))
             if not exp.steps:
                 continue
             self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True),
@@ -162,6 +180,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         log.info(f"{len(self.runs)} experiments, {len(self.step_pages)} steps "
                  f"({read} read, {cached} from cache) in {time.monotonic() - started:.1f} s")
         return files
+
+    def _step_uri(self, exp: Experiment, step: int, page: int) -> str:
+        suffix = "" if page == 1 else f"-{page}"
+        return f"{self.prefix}/{exp.slug}/step-{step}{suffix}.md"
 
     @property
     def overview_uri(self) -> str:
@@ -222,7 +244,13 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         steps, uris = run.exp.steps, run.step_uris
         prev = (self._url(files, uris[here - 1], page), steps[here - 1].step) if here > 0 else None
         nxt = (self._url(files, uris[here + 1], page), steps[here + 1].step) if here + 1 < len(uris) else None
-        return step_links(prev, (self._url(files, run.page_uri, page), run.exp.name), nxt)
+        links = step_links(prev, (self._url(files, run.page_uri, page), run.exp.name), nxt)
+        pages = run.summaries[here].pages
+        if pages > 1:
+            step = steps[here].step
+            urls = [self._url(files, self._step_uri(run.exp, step, p), page) for p in range(1, pages + 1)]
+            links += pager(urls, info.page, run.summaries[here].trajectories, self.options.per_page)
+        return links
 
     def _experiment_body(self, run: ExperimentRun, page: Page, files: Files) -> str:
         steps = run.summaries
@@ -241,7 +269,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             return output
         assert self.cache is not None
         try:
-            fragment = self.cache.fragment(info.key)
+            fragment = self.cache.fragment(info.key, info.page)
         except OSError as err:
             path = info.run.exp.steps[info.position].path
             log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")

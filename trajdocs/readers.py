@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -16,6 +17,10 @@ MAX_PROBLEMS = 20
 MAX_META_FIELDS = 200
 MAX_META_DEPTH = 4
 MARKER = re.compile(r"<HIGH_ENTROPY>(.*?)</HIGH_ENTROPY>", re.S)
+BASE64 = re.compile(r"(?:data:image/[a-z+.-]+;base64,)?[A-Za-z0-9+/=\s]+")
+NUMERIC_FIELDS = ("global_step", "experience_index", "sample_in_exp", "policy_entropy", "repeat_score",
+                  "reflection_pattern_score", "response_token_count")
+NUMERIC_INFO = ("reward", "response_length", "total_length", "kl")
 TEXT_FIELDS = ("full_sequence", "generated_text", "pure_generated_text",
                "generated_tokens", "pure_generated_tokens", "image_paths", "images_base64")
 META_FIRST = ("global_step", "experience_index", "sample_in_exp", "label", "reference",
@@ -38,7 +43,10 @@ def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise ValueError("objects nested too deeply to read") from None
 
 
 def _decode_error(err: Exception, data: bytes) -> str:
@@ -57,6 +65,14 @@ def detect_format(path: str) -> str:
 
 
 def read_step(path: str, fmt: str = "auto") -> StepData:
+    """Never raises: whatever goes wrong becomes a problem or the reason the file is unreadable."""
+    try:
+        return _read_step(path, fmt)
+    except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
+        return StepData(unreadable=f"could not be read ({type(err).__name__}: {err})")
+
+
+def _read_step(path: str, fmt: str) -> StepData:
     result = StepData()
     try:
         with open(path, "rb") as f:
@@ -79,6 +95,7 @@ def read_step(path: str, fmt: str = "auto") -> StepData:
             result.unreadable = _decode_error(err, data)
             return result
         result.trajectories = _read_lightrft(doc, problems)
+    _check_images(result.trajectories, os.path.dirname(path), problems)
     result.problems = list(problems)
     return result
 
@@ -144,11 +161,30 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
         if cut > 0:
             traj.prompt = traj.full_sequence[:cut]
 
+    if traj.tokens is None and traj.pure_generated_text is None and traj.generated_text is None:
+        problems.add(f"{where}: no response (none of pure_generated_tokens, generated_tokens, "
+                     "pure_generated_text, generated_text)")
     info = obj.get("info")
     if info is not None and not isinstance(info, dict):
         problems.add(f"{where}: info is {_kind(info)}, expected an object")
         info = {"info": info}
     info = info or {}
+    _check_numbers(obj, NUMERIC_FIELDS, where, "", problems)
+    _check_numbers(info, NUMERIC_INFO, where, "info.", problems)
+    paths, inline = obj.get("image_paths"), obj.get("images_base64")
+    if paths is not None:
+        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+            traj.image_files = list(paths)
+        else:
+            problems.add(f"{where}: image_paths is not a list of paths")
+    if inline is not None:
+        if isinstance(inline, list) and all(isinstance(p, str) for p in inline):
+            bad = [i for i, p in enumerate(inline) if not BASE64.fullmatch(p)]
+            if bad:
+                problems.add(f"{where}: images_base64[{bad[0]}] is not base64 data, not shown")
+            traj.image_data = [p for i, p in enumerate(inline) if i not in bad]
+        else:
+            problems.add(f"{where}: images_base64 is not a list of base64 strings")
     traj.reward = _number(info.get("reward"), obj.get("reward"))
     length = _number(obj.get("response_token_count"), info.get("response_length"))
     if length is not None and math.isfinite(length):
@@ -172,7 +208,7 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
 def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
     """Token objects -> Tokens. Odd entries are kept as text with a problem noted, never dropped."""
     texts, flags, scores = [], [], []
-    odd = 0
+    odd = odd_scores = 0
     for item in items:
         if isinstance(item, dict):
             text = item.get("text")
@@ -182,7 +218,10 @@ def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
             score = item.get("entropy_score")
             texts.append(text)
             flags.append(item.get("high_entropy") is True)
-            scores.append(float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None)
+            numeric = isinstance(score, (int, float)) and not isinstance(score, bool)
+            if score is not None and not numeric:
+                odd_scores += 1
+            scores.append(float(score) if numeric else None)
         else:
             odd += 1
             texts.append(item if isinstance(item, str) else _as_text(item))
@@ -190,6 +229,8 @@ def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
             scores.append(None)
     if odd:
         problems.add(f"{where}: {odd} of {len(items)} entries are not token objects with a text")
+    if odd_scores:
+        problems.add(f"{where}: {odd_scores} entropy_score values are not numbers, ignored")
     return Tokens(texts, flags, scores)
 
 
@@ -255,6 +296,28 @@ def verl_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
 
 # --- helpers --------------------------------------------------------------------------------
 
+def _check_numbers(obj: dict, keys: tuple[str, ...], where: str, prefix: str, problems: Problems) -> None:
+    for key in keys:
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, list))):
+            problems.add(f"{where}: {prefix}{key} is {_kind(value)}, expected a number")
+
+
+def _check_images(trajectories: list[Trajectory], folder: str, problems: Problems) -> None:
+    """Keep only image paths that stay inside the step file's folder and exist."""
+    for traj in trajectories:
+        kept = []
+        for rel in traj.image_files:
+            norm = os.path.normpath(rel.replace("\\", "/"))
+            if os.path.isabs(norm) or norm.startswith(".."):
+                problems.add(f"trajectory {traj.index}: image path {rel!r} leaves the run folder, not shown")
+            elif not os.path.isfile(os.path.join(folder, norm)):
+                problems.add(f"trajectory {traj.index}: image {rel!r} not found")
+            else:
+                kept.append(norm.replace(os.sep, "/"))
+        traj.image_files = kept
+
+
 class _Meta:
     """Flattens nested metadata into dotted keys; numeric lists become summaries."""
 
@@ -307,11 +370,12 @@ def _number(*candidates: Any) -> float | None:
     return None
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: Any, limit: int = 10_000) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False)[:2000]
-    except (TypeError, ValueError):
-        return str(value)[:2000]
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value) if not isinstance(value, (dict, list)) else f"<{_kind(value)} nested too deeply>"
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
 def _kind(value: Any) -> str:

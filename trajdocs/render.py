@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from dataclasses import dataclass
 from html import escape
 from typing import Sequence, Union
+from urllib.parse import quote
 
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
-from .stats import TokenStats, trajectory_stats
+from .stats import TokenStats, finite_mean, trajectory_stats
 
 DASH = "—"
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
@@ -19,14 +23,33 @@ TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
 )
 
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+UNSHOWABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    per_page: int = 50  # trajectories per step page (a prompt group is never split)
+    max_tokens: int = 3000  # tokens shown before "show all"; the rest is in the page, one click away
+    asset_base: str = "../"  # from a step page to its experiment folder
+
+    def key(self) -> str:
+        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}"
+
+
+def clean(text: str) -> str:
+    """Lone surrogates (possible in JSON, impossible in UTF-8) become U+FFFD."""
+    return SURROGATE.sub("\ufffd", text) if SURROGATE.search(text) else text
+
+
 def esc(text: str) -> str:
-    """Escape text for element content. CR is written as a reference: the HTML parser would turn
-    a raw CR into LF; NUL cannot appear in an HTML document at all, so it becomes U+FFFD here."""
-    out = escape(text, quote=False)
+    """Escape text for element content. CR is written as a reference (the HTML parser would turn
+    a raw CR into LF); NUL cannot appear in an HTML document, so it is shown as U+2400."""
+    out = escape(clean(text), quote=False)
     if "\r" in out:
         out = out.replace("\r", "&#13;")
     if "\x00" in out:
-        out = out.replace("\x00", "\ufffd")
+        out = out.replace("\x00", "\u2400")
     return out
 
 
@@ -74,22 +97,37 @@ def fmt_value(value: MetaValue) -> str:
     return esc(str(value))
 
 
-def tokens_html(tokens: Tokens) -> str:
-    """One span per token: class "h" marks a high-entropy token, data-e carries a score."""
+def token_spans(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Union[float, None]]) -> str:
+    """One span per token: class "h" marks a high-entropy token, data-e carries a score. A token
+    HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw, its JSON-escaped text."""
     parts = []
     append = parts.append
-    for text, high, score in zip(tokens.texts, tokens.flags, tokens.scores):
-        cls = ' class="h"' if high else ""
-        if score is None:
-            append(f"<span{cls}>{esc(text)}</span>")
-        else:
-            append(f'<span{cls} data-e="{_score(score)}">{esc(text)}</span>')
+    for text, high, score in zip(texts, flags, scores):
+        attrs = ' class="h"' if high else ""
+        if score is not None:
+            attrs += f' data-e="{_score(score)}"'
+        if UNSHOWABLE.search(text):
+            attrs += f' data-raw="{attr(json.dumps(text)[1:-1])}"'
+        append(f"<span{attrs}>{esc(text)}</span>")
     return "".join(parts)
+
+
+def tokens_html(tokens: Tokens, max_tokens: int) -> str:
+    """The token container; past `max_tokens` the rest waits in a template behind a button."""
+    n = len(tokens)
+    head = min(n, max_tokens)
+    shown = token_spans(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head])
+    html = f'<div class="td-tokens">{shown}</div>'
+    if n > head:
+        rest = token_spans(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:])
+        html += (f'<template class="td-rest">{rest}</template>'
+                 f'<button type="button" class="td-more">Show the remaining {n - head:,} tokens</button>')
+    return html
 
 
 def _score(score: float) -> str:
     if math.isfinite(score):
-        return f"{score:.4g}"
+        return f"{score:.4g}" if abs(score) < 1e300 else repr(score)  # rounding must not overflow
     return "NaN" if math.isnan(score) else ("Infinity" if score > 0 else "-Infinity")
 
 
@@ -118,10 +156,24 @@ def text_block(label: str, cls: str, text: Union[str, None]) -> str:
     if text is None:
         return ""
     return (f'<div class="{cls}"><div class="td-label">{label}</div>'
-            f'<pre class="td-text">{esc(text)}</pre></div>')
+            f'<pre class="td-text">\n{esc(text)}</pre></div>')
 
 
-def trajectory_html(traj: Trajectory) -> str:
+def images_html(traj: Trajectory, asset_base: str) -> str:
+    if not traj.image_files and not traj.image_data:
+        return ""
+    items = []
+    for i, rel in enumerate(traj.image_files):
+        url = attr(asset_base + "files/" + quote(rel))
+        items.append(f'<a href="{url}" target="_blank" rel="noopener"><img class="td-thumb" src="{url}" '
+                     f'loading="lazy" alt="image {i + 1}: {attr(rel)}"></a>')
+    for i, data in enumerate(traj.image_data):
+        src = data if data.startswith("data:") else "data:image/png;base64," + re.sub(r"\s+", "", data)
+        items.append(f'<img class="td-thumb" src="{attr(src)}" alt="inline image {i + 1}" tabindex="0">')
+    return f'<div class="td-images">{"".join(items)}</div>'
+
+
+def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), with_prompt: bool = True) -> str:
     st = trajectory_stats(traj)
     meta = traj.metadata
     title = [f"Trajectory {traj.index}"]
@@ -131,13 +183,14 @@ def trajectory_html(traj: Trajectory) -> str:
     head = (f'<h2 class="td-traj-title" id="traj-{traj.index}">{" · ".join(title)}'
             f'<span class="td-reward">reward {esc(fmt_number(traj.reward))}</span></h2>')
     parts = [f'<section class="td-traj" data-index="{traj.index}">', head, stats_html(st), metadata_html(meta)]
-    if traj.prompt is not None:
-        parts.append(f'<details class="td-prompt"><summary>Prompt</summary><pre class="td-text">{esc(traj.prompt)}</pre></details>')
-    elif traj.full_sequence is not None:
-        parts.append(f'<details class="td-prompt"><summary>Full sequence</summary><pre class="td-text">{esc(traj.full_sequence)}</pre></details>')
+    if traj.prompt is not None and with_prompt:
+        parts.append(prompt_html("Prompt", traj.prompt))
+    elif traj.prompt is None and traj.full_sequence is not None:
+        parts.append(prompt_html("Full sequence", traj.full_sequence))
+    parts.append(images_html(traj, options.asset_base))
     if traj.tokens is not None:
-        parts.append(f'<div class="td-label">Response · {len(traj.tokens)} {"segments" if traj.tokens.segments else "tokens"}</div>')
-        parts.append(f'<div class="td-tokens">{tokens_html(traj.tokens)}</div>')
+        parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {"segments" if traj.tokens.segments else "tokens"}</div>')
+        parts.append(tokens_html(traj.tokens, options.max_tokens))
     elif traj.pure_generated_text is not None:
         parts.append('<div class="td-label">Response (no token data in this file)</div>')
         parts.append(f'<div class="td-tokens td-plain">{esc(traj.pure_generated_text)}</div>')
@@ -148,6 +201,47 @@ def trajectory_html(traj: Trajectory) -> str:
     parts.append(text_block("pure_generated_text", "td-pure", traj.pure_generated_text))
     parts.append("</section>")
     return "".join(parts)
+
+
+def prompt_html(label: str, text: str) -> str:
+    return f'<details class="td-prompt"><summary>{label}</summary><pre class="td-text">\n{esc(text)}</pre></details>'
+
+
+def group_trajectories(trajectories: Sequence[Trajectory]) -> list[list[Trajectory]]:
+    """Trajectories sharing a prompt (a GRPO group), in order of first appearance."""
+    groups: dict[object, list[Trajectory]] = {}
+    for traj in trajectories:
+        key = ("prompt", traj.prompt) if traj.prompt else ("alone", traj.index)
+        groups.setdefault(key, []).append(traj)
+    return list(groups.values())
+
+
+def group_html(group: Sequence[Trajectory], options: RenderOptions) -> str:
+    if len(group) == 1:
+        return trajectory_html(group[0], options)
+    rewards = [t.reward for t in group if t.reward is not None and math.isfinite(t.reward)]
+    mean = finite_mean(rewards)
+    spread = ""
+    if rewards:
+        std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards))
+        spread = (f" · reward mean {fmt_number(mean)} ± {fmt_number(std)} "
+                  f"(min {fmt_number(min(rewards))}, max {fmt_number(max(rewards))})")
+    head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
+            + prompt_html("Prompt", group[0].prompt or ""))
+    body = "".join(trajectory_html(t, options, with_prompt=False) for t in group)
+    return f'<div class="td-group">{head}{body}</div>'
+
+
+def paginate(groups: list[list[Trajectory]], per_page: int) -> list[list[list[Trajectory]]]:
+    pages: list[list[list[Trajectory]]] = [[]]
+    count = 0
+    for group in groups:
+        if pages[-1] and count + len(group) > per_page:
+            pages.append([])
+            count = 0
+        pages[-1].append(group)
+        count += len(group)
+    return pages
 
 
 def controls_html() -> str:
@@ -173,18 +267,22 @@ def problems_html(summary: StepSummary, path: str) -> str:
             f'<code>{esc(path)}</code></p><ul>{items}</ul></div>')
 
 
-def step_fragment(data: StepData, summary: StepSummary, path: str) -> str:
-    """Body of a step page, everything below the page heading and step links."""
+def step_fragments(data: StepData, summary: StepSummary, path: str,
+                   options: RenderOptions = RenderOptions()) -> list[str]:
+    """Bodies of a step's pages (one unless the step has more than `per_page` trajectories)."""
     off = "".join(f" td-off-{key}" for key, _, on in TOGGLES if not on)
-    parts = [f'<div class="td-step{off}">', problems_html(summary, path)]
+    top = [problems_html(summary, path)]
     if data.trajectories:
-        parts.append(controls_html())
+        top.append(controls_html())
         if any(t.tokens is not None for t in data.trajectories):
-            parts.append(LEGEND)
-        parts.append(step_summary_line(summary))
-        parts.extend(trajectory_html(t) for t in data.trajectories)
-    parts.append("</div>")
-    return "".join(parts)
+            top.append(LEGEND)
+        top.append(step_summary_line(summary))
+    pages = paginate(group_trajectories(data.trajectories), max(1, options.per_page))
+    fragments = []
+    for groups in pages:
+        body = "".join(group_html(g, options) for g in groups)
+        fragments.append(f'<div class="td-step{off}">{"".join(top)}{body}</div>')
+    return fragments
 
 
 def step_summary_line(s: StepSummary) -> str:
@@ -202,6 +300,18 @@ def step_links(prev: Union[tuple[str, int], None], up: tuple[str, str],
              if next_ else '<span class="td-next"></span>')
     middle = f'<a class="td-up" href="{attr(up[0])}">↑ {esc(up[1])}</a>'
     return f'<nav class="td-steplinks" aria-label="Steps">{left}{middle}{right}</nav>'
+
+
+def pager(urls: Sequence[str], current: int, trajectories: int, per_page: int) -> str:
+    """Links to every page of a step that has more trajectories than fit one page."""
+    items = []
+    for number, url in enumerate(urls, 1):
+        if number == current:
+            items.append(f'<strong aria-current="page">{number}</strong>')
+        else:
+            items.append(f'<a href="{attr(url)}">{number}</a>')
+    return (f'<nav class="td-pager" aria-label="Pages of this step">{trajectories} trajectories on '
+            f'{len(urls)} pages (about {per_page} per page, prompt groups kept together): {" ".join(items)}</nav>')
 
 
 def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> str:

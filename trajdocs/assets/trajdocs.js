@@ -39,8 +39,36 @@
     if (step) applyToggle(step, key, box.checked);
   });
 
+  document.addEventListener("click", function (event) {
+    var target = event.target;
+    if (!target.closest) return;
+    var more = target.closest("button.td-more");
+    if (more) {
+      var rest = more.previousElementSibling;
+      var tokens = rest && rest.previousElementSibling;
+      if (rest && tokens && rest.matches("template.td-rest")) {
+        tokens.appendChild(rest.content);
+        tokens.querySelectorAll(".h").forEach(function (token) { token.tabIndex = 0; });
+        rest.remove();
+        more.remove();
+      }
+      return;
+    }
+    var thumb = target.closest("img.td-thumb");
+    if (thumb && !thumb.closest("a")) thumb.classList.toggle("td-zoom");
+  });
+
+  /* The exact text of a token: data-raw holds it JSON-escaped where HTML cannot (NUL, lone surrogates). */
+  function tokenText(token) {
+    var raw = token.getAttribute("data-raw");
+    if (raw === null) return token.textContent;
+    try { return JSON.parse('"' + raw + '"'); } catch (e) { return token.textContent; }
+  }
+  window.trajdocsTokenText = tokenText;
+
   function visible(text) {
-    return text.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5\n").replace(/\t/g, "\u2192");
+    return text.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5\n").replace(/\t/g, "\u2192")
+      .replace(/\r/g, "\u240d").replace(/\u0000/g, "\u2400");
   }
 
   function tokenOf(node) {
@@ -74,7 +102,7 @@
     var position = Array.prototype.indexOf.call(token.parentNode.children, token);
     line(tip, "position", String(position));
     if (token.classList.contains("h")) line(tip, "flag", "high-entropy");
-    line(tip, "token", "\u201c" + visible(token.textContent) + "\u201d");
+    line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
     tip.hidden = false;
     var box = token.getBoundingClientRect();
     var top = box.bottom + 6;
