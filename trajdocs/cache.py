@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import __version__
@@ -69,35 +71,57 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def fragment_file(folder: Path, key: str, page: int = 1) -> Path:
+    return folder / (f"{key}.html" if page == 1 else f"{key}-{page}.html")
+
+
+def _render_job(job: tuple[str, int, str, str, RenderOptions, str]) -> StepSummary:
+    key, step, path, fmt, options, folder = job
+    summary, fragments = render_step(step, path, fmt, options)
+    for page, fragment in enumerate(fragments, 1):
+        _write_atomic(fragment_file(Path(folder), key, page), fragment)
+    _write_atomic(Path(folder) / f"{key}.json", json.dumps(dataclasses.asdict(summary)))
+    return summary
+
+
 class StepCache:
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
 
-    def fragment_path(self, key: str, page: int = 1) -> Path:
-        return self.folder / (f"{key}.html" if page == 1 else f"{key}-{page}.html")
-
     def fragment(self, key: str, page: int = 1) -> str:
-        return self.fragment_path(key, page).read_text(encoding="utf-8")
+        return fragment_file(self.folder, key, page).read_text(encoding="utf-8")
 
-    def summary(self, step: int, path: str, fmt: str, options: RenderOptions) -> tuple[str, StepSummary, bool]:
-        """(cache key, aggregates, whether they came from the cache) for one step file."""
-        key = step_key(path, f"{fmt}|{options.key()}")
-        self.used.add(key)
+    def cached(self, key: str) -> StepSummary | None:
         summary_file = self.folder / f"{key}.json"
-        if summary_file.exists():
-            try:
-                summary = StepSummary(**json.loads(summary_file.read_text(encoding="utf-8")))
-                if all(self.fragment_path(key, p).exists() for p in range(1, summary.pages + 1)):
-                    return key, summary, True
-            except (OSError, ValueError, TypeError):
-                pass  # a damaged entry is rebuilt below
-        summary, fragments = render_step(step, path, fmt, options)
-        for page, fragment in enumerate(fragments, 1):
-            _write_atomic(self.fragment_path(key, page), fragment)
-        _write_atomic(summary_file, json.dumps(dataclasses.asdict(summary)))
-        return key, summary, False
+        try:
+            summary = StepSummary(**json.loads(summary_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None  # missing or damaged: rebuilt by the caller
+        if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)):
+            return summary
+        return None
+
+    def summaries(self, steps: list[tuple[int, str]], fmt: str, options: RenderOptions,
+                  workers: int = 1) -> list[tuple[str, StepSummary, bool]]:
+        """(cache key, aggregates, whether they came from the cache) for each (step, path).
+
+        Files not in the cache are read and rendered, on `workers` processes when there are
+        several; each worker writes its fragments here and returns only the aggregates."""
+        keys = [step_key(path, f"{fmt}|{options.key()}") for _, path in steps]
+        self.used.update(keys)
+        found = [self.cached(key) for key in keys]
+        jobs = [(key, step, path, fmt, options, str(self.folder))
+                for key, hit, (step, path) in zip(keys, found, steps) if hit is None]
+        if workers > 1 and len(jobs) >= 2 * workers:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+                made = iter(list(pool.map(_render_job, jobs, chunksize=1)))
+        else:
+            made = iter([_render_job(job) for job in jobs])
+        return [(key, hit, True) if hit is not None else (key, next(made), False)
+                for key, hit in zip(keys, found)]
 
     def prune(self) -> None:
         """Drop entries no build of this session has used (old versions of changed files)."""

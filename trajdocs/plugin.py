@@ -42,6 +42,7 @@ class TrajdocsConfig(Config):
     format = c.Choice(FORMATS, default="auto")
     cache = c.Type(bool, default=True)
     cache_dir = c.Type(str, default=".cache/trajdocs")
+    workers = c.Type(int, default=0)  # processes reading new step files; 0: one per core
     trajectories_per_page = c.Type(int, default=50)
     max_tokens = c.Type(int, default=3000)
 
@@ -134,16 +135,20 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         experiments = find_experiments(self.roots, self.labels,
                                        skip=(config.site_dir, config.docs_dir, str(self.cache.folder)))
         self.runs, self.experiment_pages, self.step_pages = [], {}, {}
-        read = cached = 0
         for exp in experiments:
             for step in duplicate_steps(exp):
                 log.warning(f"{exp.folder}: step {step} has more than one file; only the first is shown")
             seen: set[int] = set()
             exp.steps = [s for s in exp.steps if not (s.step in seen or seen.add(s.step))]
+        results = iter(self.cache.summaries([(s.step, s.path) for exp in experiments for s in exp.steps],
+                                            self.config.format, self.options,
+                                            self.config.workers or os.cpu_count() or 1))
+        read = cached = 0
+        for exp in experiments:
             run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
             images: set[str] = set()
             for position, step in enumerate(exp.steps):
-                key, summary, hit = self.cache.summary(step.step, step.path, self.config.format, self.options)
+                key, summary, hit = next(results)
                 cached += hit
                 read += not hit
                 if summary.unreadable:

@@ -207,6 +207,18 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
 
 def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
     """Token objects -> Tokens. Odd entries are kept as text with a problem noted, never dropped."""
+    try:  # fast path: well-formed token objects, as trainers write them
+        texts = [t["text"] for t in items]
+        flags = [t.get("high_entropy") is True for t in items]
+        scores = [t.get("entropy_score") for t in items]
+    except (TypeError, KeyError, AttributeError):
+        return _parse_odd_tokens(items, where, problems)
+    if not all(type(t) is str for t in texts) or not all(s is None or type(s) is float for s in scores):
+        return _parse_odd_tokens(items, where, problems)
+    return Tokens(texts, flags, scores)
+
+
+def _parse_odd_tokens(items: list, where: str, problems: Problems) -> Tokens:
     texts, flags, scores = [], [], []
     odd = odd_scores = 0
     for item in items:
@@ -350,6 +362,10 @@ class _Meta:
 def summarize_list(values: list) -> MetaValue:
     if len(values) <= 8 and all(v is None or isinstance(v, (str, bool)) for v in values):
         return _as_text(values)
+    if values and all(type(v) is float for v in values):
+        total = sum(values)
+        if math.isfinite(total):  # then no value is NaN or infinite
+            return ListSummary(len(values), total / len(values), min(values), max(values))
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     finite = [v for v in numbers if math.isfinite(v)]
     return ListSummary(

@@ -25,6 +25,7 @@ TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
 
 SURROGATE = re.compile("[\ud800-\udfff]")
 UNSHOWABLE = re.compile("[\x00\ud800-\udfff]")
+NEEDS_ESCAPE = re.compile("[&<>\r\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,17 @@ def token_spans(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Un
     HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw, its JSON-escaped text."""
     parts = []
     append = parts.append
+    special = NEEDS_ESCAPE.search("".join(texts)) is not None
     for text, high, score in zip(texts, flags, scores):
-        attrs = ' class="h"' if high else ""
-        if score is not None:
-            attrs += f' data-e="{_score(score)}"'
-        if UNSHOWABLE.search(text):
-            attrs += f' data-raw="{attr(json.dumps(text)[1:-1])}"'
-        append(f"<span{attrs}>{esc(text)}</span>")
+        if score is None:
+            attrs = ' class="h"' if high else ""
+        else:
+            attrs = f' class="h" data-e="{_score(score)}"' if high else f' data-e="{_score(score)}"'
+        if special and NEEDS_ESCAPE.search(text):
+            if UNSHOWABLE.search(text):
+                attrs += f' data-raw="{attr(json.dumps(text)[1:-1])}"'
+            text = esc(text)
+        append(f"<span{attrs}>{text}</span>")
     return "".join(parts)
 
 

@@ -30,12 +30,12 @@ def token_stats(tokens: Union[Tokens, None], response_length: Union[int, None] =
         return TokenStats(None, 0, 0, 0.0)
     finite = [s for s in tokens.scores if s is not None and math.isfinite(s)]
     total = response_length if tokens.segments else len(tokens)
-    return TokenStats(total, sum(tokens.flags), len(finite), math.fsum(finite))
+    return TokenStats(total, sum(tokens.flags), len(finite), sum(finite))
 
 
 def finite_mean(values: Iterable[Union[float, None]]) -> Union[float, None]:
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    return math.fsum(finite) / len(finite) if finite else None
+    return sum(finite) / len(finite) if finite else None
 
 
 def trajectory_stats(traj: Trajectory) -> TokenStats:
