@@ -109,7 +109,7 @@ def warnings_logged():
 # --- reading output ---------------------------------------------------------------------------
 
 class TokenExtractor(HTMLParser):
-    """Collects, per `.td-tokens` container, the decoded text of each token span."""
+    """Collects, per `.td-tokens` container, the decoded text of each token element."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -121,7 +121,7 @@ class TokenExtractor(HTMLParser):
         a = dict(attrs)
         if self._depth:
             self._depth += 1
-            if self._depth == 2 and tag == "span":
+            if self._depth == 2 and tag == "i":
                 self._token = {"text": "", "class": a.get("class"), "score": a.get("data-e")}
             return
         if tag == "div" and "td-tokens" in (a.get("class") or "").split():

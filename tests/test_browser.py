@@ -39,7 +39,7 @@ def test_hover_shows_entropy_score(page, site):
     assert tip.is_visible()
     assert "entropy 2.7" in tip.inner_text()
     assert "“Let”" in tip.inner_text()
-    page.locator(".td-tokens span:not(.h)").first.hover()
+    page.locator(".td-tokens i:not(.h)").first.hover()
     assert not tip.is_visible()
     assert page.errors == [] and page.outside == []
 
@@ -135,7 +135,7 @@ def test_hostile_input_injects_nothing_and_runs_no_script(page, tmp_path, serve)
         assert page.evaluate("window.__xss") is None, path
         assert page.locator("article img[src='x'], article b, .md-content script").count() == 0, path
         assert page.errors == [], (path, page.errors)
-    assert page.locator(".td-tokens span").first.inner_text() == PAYLOAD
+    assert page.locator(".td-tokens i").first.inner_text() == PAYLOAD
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # long tokens wrap
 
 
@@ -144,9 +144,13 @@ def test_show_all_tokens_of_a_long_response(page, tmp_path, serve):
     write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, tokens)])
     build_site(tmp_path, plugin={"runs": "results", "max_tokens": 100})
     page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
-    assert page.locator(".td-tokens span").count() == 100
+    assert page.locator(".td-tokens i").count() == 100
+    page.get_by_label("pure_generated_text").check()  # rebuilt from all tokens, collapsed ones too
+    assert page.locator(".td-pure pre").inner_text() == "".join(t["text"] for t in tokens)
+    page.get_by_label("generated_text", exact=True).check()
+    assert page.locator(".td-gen pre").inner_text() == "\n" + "".join(t["text"] for t in tokens)
     page.get_by_role("button", name="Show the remaining 150 tokens").click()
-    assert page.locator(".td-tokens span").count() == 250
+    assert page.locator(".td-tokens i").count() == 250
     assert page.locator(".td-tokens").inner_text() == "".join(t["text"] for t in tokens)
     page.locator(".td-tokens .h").last.hover()
     assert "position 240" in page.locator(".td-tip").inner_text()

@@ -233,3 +233,26 @@ def test_nan_values_read_and_stay_out_of_means(tmp_path):
     html = read(site / "runs" / "exp" / "step-1" / "index.html")
     assert "<dt>advantages</dt><dd>∞</dd>" in html and "reward NaN" in html
     assert math.isclose(float(step_stats(html)[0][3]), 2.0)
+
+
+def test_worker_processes_give_the_same_site_as_one_process(tmp_path, caplog):
+    pages = {}
+    for workers in (1, 2):
+        project = tmp_path / f"w{workers}"
+        simple_run(project / "results", "exp", range(1, 9), per_step=3)
+        with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
+            site = build_site(project, plugin={"runs": "results", "workers": workers, "cache": False})
+        assert ("8 read, 8 of them by worker processes" in caplog.text) == (workers == 2), caplog.text
+        caplog.clear()
+        pages[workers] = {p.relative_to(site).as_posix(): read(p) for p in (site / "runs").rglob("*.html")}
+    assert len(pages[1]) == 10 and pages[1].keys() == pages[2].keys()
+    for name, html in pages[1].items():
+        assert pages[2][name].replace("w2", "w1") == html, name
+
+
+def test_a_failing_worker_falls_back_to_this_process(tmp_path, monkeypatch):
+    import sys
+    simple_run(tmp_path / "results", "exp", range(1, 9))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    site = build_site(tmp_path, plugin={"runs": "results", "workers": 2}, strict=True)
+    assert len(list((site / "runs" / "exp").glob("step-*/index.html"))) == 8

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
+import queue
+import subprocess
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from . import __version__
 from .model import StepData, StepSummary
@@ -75,13 +78,76 @@ def fragment_file(folder: Path, key: str, page: int = 1) -> Path:
     return folder / (f"{key}.html" if page == 1 else f"{key}-{page}.html")
 
 
-def _render_job(job: tuple[str, int, str, str, RenderOptions, str]) -> StepSummary:
-    key, step, path, fmt, options, folder = job
-    summary, fragments = render_step(step, path, fmt, options)
+class Job(NamedTuple):
+    key: str
+    step: int
+    path: str
+    fmt: str
+    options: RenderOptions
+    folder: str
+
+
+def job_to_json(job: Job) -> str:
+    return json.dumps([job.key, job.step, job.path, job.fmt, dataclasses.asdict(job.options), job.folder])
+
+
+def job_from_json(line: str) -> Job:
+    key, step, path, fmt, options, folder = json.loads(line)
+    return Job(key, step, path, fmt, RenderOptions(**options), folder)
+
+
+def render_job(job: Job) -> StepSummary:
+    """Render one step file into the cache folder; return its aggregates."""
+    summary, fragments = render_step(job.step, job.path, job.fmt, job.options)
+    folder = Path(job.folder)
     for page, fragment in enumerate(fragments, 1):
-        _write_atomic(fragment_file(Path(folder), key, page), fragment)
-    _write_atomic(Path(folder) / f"{key}.json", json.dumps(dataclasses.asdict(summary)))
+        _write_atomic(fragment_file(folder, job.key, page), fragment)
+    _write_atomic(folder / f"{job.key}.json", json.dumps(dataclasses.asdict(summary)))
     return summary
+
+
+def render_jobs(jobs: list[Job], workers: int) -> tuple[list[StepSummary], int]:
+    """Run jobs on `workers` worker processes (`python -m trajdocs.worker`), fed one job at a
+    time from a shared queue. Worker processes import nothing of the caller, so this is safe
+    inside `mkdocs serve` (threads) and from any script. A job a worker could not do is done here.
+    Returns the aggregates and how many jobs the workers did."""
+    results: list[StepSummary | None] = [None] * len(jobs)
+    pending: queue.Queue[int] = queue.Queue()
+    for i in range(len(jobs)):
+        pending.put(i)
+
+    def drive() -> None:
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "trajdocs.worker"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True, encoding="utf-8")
+        except OSError:
+            return
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            while True:
+                try:
+                    i = pending.get_nowait()
+                except queue.Empty:
+                    break
+                proc.stdin.write(job_to_json(jobs[i]) + "\n")
+                proc.stdin.flush()
+                answer = proc.stdout.readline()
+                if not answer:
+                    break
+                results[i] = StepSummary(**json.loads(answer))
+        except (OSError, ValueError, TypeError):
+            pass
+        finally:
+            proc.stdin.close()
+            proc.wait()
+
+    threads = [threading.Thread(target=drive, daemon=True) for _ in range(min(workers, len(jobs)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r if r is not None else render_job(job) for r, job in zip(results, jobs)], \
+        sum(r is not None for r in results)
 
 
 class StepCache:
@@ -89,9 +155,10 @@ class StepCache:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
+        self.by_workers = 0  # step files the last call rendered in worker processes
 
-    def fragment(self, key: str, page: int = 1) -> str:
-        return fragment_file(self.folder, key, page).read_text(encoding="utf-8")
+    def fragment_bytes(self, key: str, page: int = 1) -> bytes:
+        return fragment_file(self.folder, key, page).read_bytes()
 
     def cached(self, key: str) -> StepSummary | None:
         summary_file = self.folder / f"{key}.json"
@@ -112,14 +179,14 @@ class StepCache:
         keys = [step_key(path, f"{fmt}|{options.key()}") for _, path in steps]
         self.used.update(keys)
         found = [self.cached(key) for key in keys]
-        jobs = [(key, step, path, fmt, options, str(self.folder))
+        jobs = [Job(key, step, path, fmt, options, str(self.folder))
                 for key, hit, (step, path) in zip(keys, found, steps) if hit is None]
-        if workers > 1 and len(jobs) >= 2 * workers:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-                made = iter(list(pool.map(_render_job, jobs, chunksize=1)))
+        self.by_workers = 0
+        if workers > 1 and len(jobs) >= 2 * workers and sys.executable:
+            summaries, self.by_workers = render_jobs(jobs, workers)
         else:
-            made = iter([_render_job(job) for job in jobs])
+            summaries = [render_job(job) for job in jobs]
+        made = iter(summaries)
         return [(key, hit, True) if hit is not None else (key, next(made), False)
                 for key, hit in zip(keys, found)]
 

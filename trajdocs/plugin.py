@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-import yaml
 from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
 from mkdocs.config.defaults import MkDocsConfig
@@ -24,7 +23,7 @@ from .cache import StepCache
 from .discover import duplicate_steps, empty_folders, find_experiments
 from .model import Experiment, StepSummary
 from .readers import FORMATS
-from .render import (RenderOptions, esc, experiment_table, fmt_number, fmt_ratio, latest_readable,
+from .render import (RenderOptions, clean, esc, experiment_table, fmt_number, fmt_ratio, latest_readable,
                      overview_table, pager, step_links)
 
 log = get_plugin_logger(__name__)
@@ -66,7 +65,21 @@ class StepPage:
 def title_text(name: str) -> str:
     """A name as page/nav title. Themes print titles as HTML and Material un-escapes them inside
     <title>, so angle brackets become look-alikes there; the page body shows the exact name."""
-    return escape(name.replace("<", "‹").replace(">", "›"), quote=False)
+    return escape(clean(name).replace("<", "‹").replace(">", "›"), quote=False)
+
+
+def yaml_string(text: str) -> str:
+    """A YAML double-quoted scalar (much faster than yaml.safe_dump for one value per page)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F or (0xA0 <= code and not 0xD800 <= code <= 0xDFFF and code not in (0xFEFF, 0xFFFE, 0xFFFF)):
+            out.append(ch)
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
 
 
 def markdown_text(text: str) -> str:
@@ -75,10 +88,8 @@ def markdown_text(text: str) -> str:
 
 
 def page_source(title: str, heading: str, searchable: bool) -> str:
-    front: dict = {"title": title}
-    if not searchable:
-        front["search"] = {"exclude": True}
-    return f"---\n{yaml.safe_dump(front, allow_unicode=True)}---\n\n# {heading}\n\n{SLOT}\n"
+    search = "" if searchable else "search:\n  exclude: true\n"
+    return f"---\ntitle: {yaml_string(title)}\n{search}---\n\n# {heading}\n\n{SLOT}\n"
 
 
 class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
@@ -86,6 +97,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.runs: list[ExperimentRun] = []
         self.experiment_pages: dict[str, ExperimentRun] = {}
         self.step_pages: dict[str, StepPage] = {}
+        self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
         self._temp_cache: str | None = None
 
@@ -182,8 +194,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             log.info(f"no step files found under {', '.join(self.roots)}")
         self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
         config.nav = self._expand_nav(config.nav) if self.user_nav else self._nav(files)
-        log.info(f"{len(self.runs)} experiments, {len(self.step_pages)} steps "
-                 f"({read} read, {cached} from cache) in {time.monotonic() - started:.1f} s")
+        workers = f", {self.cache.by_workers} of them by worker processes" if self.cache.by_workers else ""
+        log.info(f"{len(self.runs)} experiments, {sum(len(r.summaries) for r in self.runs)} steps "
+                 f"({read} read{workers}, {cached} from cache) in {time.monotonic() - started:.1f} s")
         return files
 
     def _step_uri(self, exp: Experiment, step: int, page: int) -> str:
@@ -270,20 +283,30 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
         info = self.step_pages.get(page.file.src_uri)
-        if info is None:
-            return output
-        assert self.cache is not None
-        try:
-            fragment = self.cache.fragment(info.key, info.page)
-        except OSError as err:
-            path = info.run.exp.steps[info.position].path
-            log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
-            fragment = ""
-        return output.replace(SLOT, fragment, 1)
+        if info is not None and SLOT in output:
+            self.unfilled.append((page.file.abs_dest_path, info))
+        return output
 
+    @event_priority(100)  # before other plugins read the written pages
     def on_post_build(self, *, config: MkDocsConfig) -> None:
-        if self.cache is not None:
-            self.cache.prune()
+        """Splice each step's rendered HTML, as bytes from the cache, into its written page: the
+        token HTML never passes through Markdown, the theme, or a Python string."""
+        assert self.cache is not None
+        slot = SLOT.encode()
+        for dest, info in self.unfilled:
+            try:
+                fragment = self.cache.fragment_bytes(info.key, info.page)
+            except OSError as err:
+                path = info.run.exp.steps[info.position].path
+                log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
+                fragment = b""
+            with open(dest, "rb") as f:
+                head, found, tail = f.read().partition(slot)
+            if found:
+                with open(dest, "wb") as f:
+                    f.write(head + fragment + tail)
+        self.unfilled = []
+        self.cache.prune()
 
     def on_serve(self, server, *, config: MkDocsConfig, builder):  # type: ignore[no-untyped-def]
         for root in self.roots:

@@ -98,9 +98,10 @@ def fmt_value(value: MetaValue) -> str:
     return esc(str(value))
 
 
-def token_spans(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Union[float, None]]) -> str:
-    """One span per token: class "h" marks a high-entropy token, data-e carries a score. A token
-    HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw, its JSON-escaped text."""
+def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Union[float, None]]) -> str:
+    """One short <i> per token (restyled upright): class "h" marks a high-entropy token, data-e
+    carries a score. A token HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw,
+    its JSON-escaped text."""
     parts = []
     append = parts.append
     special = NEEDS_ESCAPE.search("".join(texts)) is not None
@@ -113,7 +114,7 @@ def token_spans(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Un
             if UNSHOWABLE.search(text):
                 attrs += f' data-raw="{attr(json.dumps(text)[1:-1])}"'
             text = esc(text)
-        append(f"<span{attrs}>{text}</span>")
+        append(f"<i{attrs}>{text}</i>")
     return "".join(parts)
 
 
@@ -121,10 +122,10 @@ def tokens_html(tokens: Tokens, max_tokens: int) -> str:
     """The token container; past `max_tokens` the rest waits in a template behind a button."""
     n = len(tokens)
     head = min(n, max_tokens)
-    shown = token_spans(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head])
+    shown = token_elements(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head])
     html = f'<div class="td-tokens">{shown}</div>'
     if n > head:
-        rest = token_spans(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:])
+        rest = token_elements(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:])
         html += (f'<template class="td-rest">{rest}</template>'
                  f'<button type="button" class="td-more">Show the remaining {n - head:,} tokens</button>')
     return html
@@ -157,11 +158,17 @@ def metadata_html(meta: dict[str, MetaValue]) -> str:
     return f'<dl class="td-meta">{rows}</dl>'
 
 
-def text_block(label: str, cls: str, text: Union[str, None]) -> str:
+def text_block(label: str, cls: str, text: Union[str, None], tokens_text: Union[str, None] = None,
+               tail: str = "") -> str:
+    """A decoded text field. When it equals the token texts joined (the usual case), the page
+    carries an empty block that the browser fills from the tokens on demand; a field that
+    differs (e.g. characters split across tokens) is written out."""
     if text is None:
         return ""
-    return (f'<div class="{cls}"><div class="td-label">{label}</div>'
-            f'<pre class="td-text">\n{esc(text)}</pre></div>')
+    label_html = f'<div class="td-label">{label}</div>'
+    if tokens_text is not None and text == tail + tokens_text:
+        return f'<div class="{cls}">{label_html}<pre class="td-text" data-from-tokens data-tail="{attr(tail)}"></pre></div>'
+    return f'<div class="{cls}">{label_html}<pre class="td-text">\n{esc(text)}</pre></div>'
 
 
 def images_html(traj: Trajectory, asset_base: str) -> str:
@@ -199,11 +206,12 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     elif traj.pure_generated_text is not None:
         parts.append('<div class="td-label">Response (no token data in this file)</div>')
         parts.append(f'<div class="td-tokens td-plain">{esc(traj.pure_generated_text)}</div>')
-    gen = traj.generated_text
-    if gen is None and traj.prompt_tail is not None and traj.pure_generated_text is not None:
-        gen = traj.prompt_tail + traj.pure_generated_text
-    parts.append(text_block("generated_text", "td-gen", gen))
-    parts.append(text_block("pure_generated_text", "td-pure", traj.pure_generated_text))
+    joined = "".join(traj.tokens.texts) if traj.tokens is not None else None
+    if joined is not None and UNSHOWABLE.search(joined):
+        joined = None  # written out, with the same stand-ins as every text block
+    tail = traj.prompt_tail or ""
+    parts.append(text_block("generated_text", "td-gen", traj.generated_text, joined, tail))
+    parts.append(text_block("pure_generated_text", "td-pure", traj.pure_generated_text, joined))
     parts.append("</section>")
     return "".join(parts)
 

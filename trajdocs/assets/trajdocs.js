@@ -13,6 +13,21 @@
   }
   function applyToggle(step, key, on) {
     step.classList.toggle("td-off-" + key, !on);
+    if (on && (key === "gen" || key === "pure")) fillTextBlocks(step);
+  }
+
+  /* generated_text / pure_generated_text equal to the tokens joined are not repeated in the
+     page: their blocks are filled from the tokens when first shown. */
+  function fillTextBlocks(step) {
+    step.querySelectorAll("pre[data-from-tokens]").forEach(function (pre) {
+      var section = pre.closest(".td-traj");
+      var parts = [pre.getAttribute("data-tail") || ""];
+      section.querySelectorAll(".td-tokens > i").forEach(function (t) { parts.push(tokenText(t)); });
+      var rest = section.querySelector("template.td-rest");
+      if (rest) rest.content.querySelectorAll("i").forEach(function (t) { parts.push(tokenText(t)); });
+      pre.textContent = parts.join("");
+      pre.removeAttribute("data-from-tokens");
+    });
   }
 
   function init() {
@@ -73,7 +88,7 @@
 
   function tokenOf(node) {
     if (!node || !node.closest) return null;
-    var token = node.closest(".td-tokens > span");
+    var token = node.closest(".td-tokens > i");
     if (!token || !(token.classList.contains("h") || token.hasAttribute("data-e"))) return null;
     var step = token.closest(".td-step");
     if (!step || step.classList.contains("td-off-scores")) return null;

@@ -1,0 +1,227 @@
+"""Build benchmark: trajdocs measured against floors taken in the same run, on the same machine.
+
+    python benchmarks/build.py                 # 2 experiments x 100, 200, 400 steps x 16 trajectories
+    python benchmarks/build.py --steps 200     # one size only
+
+The corpus is written by `trajdocs demo` (LightRFT format as the trainer writes it: indent=2,
+token objects, per-token lists) into --workdir and reused by later runs. For each size:
+
+- parse floor: read and decode every step file with orjson, nothing else, one process;
+- MkDocs floor: `mkdocs build` (Material, search) of as many trivial step pages, kept out of the
+  nav and out of search as trajdocs keeps its own, plus the overview and experiment pages;
+- cold build: `mkdocs build` of the corpus with trajdocs, cache emptied first;
+- warm rebuild: what `mkdocs serve` does after the trainer writes one more step file (same
+  process, plugin kept), and a second `mkdocs build` that finds the on-disk cache;
+- peak RSS of the build process and of its workers, site size, search index size, largest page;
+- memory of a serve process after 2 and after 20 rebuilds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import yaml
+
+from trajdocs.demo import DemoOptions, write_demo
+
+ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+THEME = {"name": "material", "font": False}
+
+BUILD_DRIVER = r"""
+import json, resource, sys
+from mkdocs.__main__ import cli
+try:
+    cli(["build", "-q", "-f", sys.argv[1]], standalone_mode=False)
+finally:
+    print(json.dumps({"rss_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+SERVE_DRIVER = r"""
+import json, logging, shutil, sys, time
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+import orjson
+
+logging.getLogger("mkdocs").setLevel(logging.ERROR)
+config_file, last, new = sys.argv[1:4]
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+def rebuild():
+    config = load_config(config_file)  # what `mkdocs serve` does on every change
+    start = time.perf_counter()
+    build(config)
+    return time.perf_counter() - start
+
+config = load_config(config_file)
+config.plugins.on_startup(command="serve", dirty=False)
+build(config)
+shutil.copyfile(last, new)
+start = time.perf_counter()
+with open(new, "rb") as f:
+    orjson.loads(f.read())
+parse_new = time.perf_counter() - start
+warm = rebuild()
+memory = {}
+for n in range(2, 21):
+    rebuild()
+    if n in (2, 20):
+        memory[n] = rss_mb()
+print(json.dumps({"warm": warm, "parse_new": parse_new, "rss_after_2": memory[2], "rss_after_20": memory[20]}))
+"""
+
+
+def run_driver(code: str, *args: str, cwd: Path) -> tuple[float, dict]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"benchmark step failed:\n{done.stdout}\n{done.stderr}")
+    return elapsed, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def corpus(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> Path:
+    """The first `steps` steps of each experiment of one full corpus, linked into a folder."""
+    full = workdir / f"corpus-{largest}"
+    stamp = full / "corpus.json"
+    wanted = json.dumps({"largest": largest, **opts.__dict__}, sort_keys=True)
+    if not stamp.exists() or stamp.read_text() != wanted:
+        shutil.rmtree(full, ignore_errors=True)
+        print(f"writing the corpus: {opts.experiments} experiments x {largest} steps ...", flush=True)
+        write_demo(str(full / "results"), opts)
+        stamp.write_text(wanted)
+    subset = workdir / f"runs-{steps}" / "results"
+    shutil.rmtree(subset.parent, ignore_errors=True)
+    for exp in sorted((full / "results").iterdir()):
+        target = subset / exp.name / "trajectories"
+        target.mkdir(parents=True)
+        files = sorted((exp / "trajectories").glob("*_step_*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        for f in files[:steps]:
+            (target / f.name).symlink_to(f)
+    return subset
+
+
+def parse_floor(files: list[Path]) -> float:
+    start = time.perf_counter()
+    for f in files:
+        with open(f, "rb") as fh:
+            orjson.loads(fh.read())
+    return time.perf_counter() - start
+
+
+def mkdocs_floor(project: Path, experiments: list[str], steps: int, interval: int) -> float:
+    """Same page count and structure as a trajdocs site, trivial content."""
+    shutil.rmtree(project, ignore_errors=True)
+    docs = project / "docs"
+    (docs / "runs").mkdir(parents=True)
+    (docs / "index.md").write_text("# Home\n")
+    (docs / "runs" / "index.md").write_text("# Runs\n\nOverview.\n")
+    for exp in experiments:
+        folder = docs / "runs" / exp
+        folder.mkdir()
+        (folder / "index.md").write_text(f"# {exp}\n\nSteps.\n")
+        for n in range(1, steps + 1):
+            step = n * interval
+            (folder / f"step-{step}.md").write_text(f"---\nsearch:\n  exclude: true\n---\n\n# Step {step}\n\nTrivial.\n")
+    config = {"site_name": "floor", "theme": THEME, "plugins": ["search"], "not_in_nav": "runs/*/step-*.md"}
+    (project / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    seconds, _ = run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project)
+    return seconds
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> dict:
+    runs = corpus(workdir, steps, largest, opts)
+    project = runs.parent
+    files = sorted(p.resolve() for p in runs.rglob("*_step_*.json"))
+    experiments = sorted(p.name for p in runs.iterdir())
+    row: dict = {"steps": steps, "files": len(files), "input_mb": sum(f.stat().st_size for f in files) / 2**20}
+    row["parse_floor"] = min(parse_floor(files) for _ in range(2))
+    row["mkdocs_floor"] = mkdocs_floor(workdir / f"floor-{steps}", experiments, steps, opts.interval)
+
+    (project / "docs").mkdir(exist_ok=True)
+    (project / "docs" / "index.md").write_text("# Home\n")
+    config = {"site_name": "bench", "theme": THEME, "plugins": ["search", {"trajdocs": {"runs": "results"}}]}
+    (project / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    shutil.rmtree(project / ".cache", ignore_errors=True)
+    row["cold"], rss = run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project)
+    row["rss_main"], row["rss_workers"] = rss["rss_main"], rss["rss_workers"]
+    site = project / "site"
+    row["site_mb"] = folder_size(site) / 2**20
+    row["search_kb"] = (site / "search" / "search_index.json").stat().st_size / 1024
+    row["largest_page_kb"] = max(p.stat().st_size for p in site.rglob("*.html")) / 1024
+    row["second_build"], _ = run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project)
+
+    last = sorted((runs / experiments[0] / "trajectories").glob("*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))[-1]
+    new = last.with_name(f"trajectories_step_{(steps + 1) * opts.interval}.json")
+    try:
+        _, serve = run_driver(SERVE_DRIVER, "mkdocs.yml", str(last.resolve()), str(new), cwd=project)
+    finally:
+        new.unlink(missing_ok=True)
+    row.update(serve)
+    return row
+
+
+def report(rows: list[dict]) -> None:
+    print()
+    print("| steps/exp | input MB | parse floor s | MkDocs floor s | cold s | cold / (parse+MkDocs) | "
+          "warm serve s | warm target s | 2nd build s | peak RSS main / workers MB | site MB (× input) | "
+          "search index KB | largest page KB | serve RSS after 2 / 20 MB |")
+    print("|" + "---|" * 14)
+    for r in rows:
+        floor = r["parse_floor"] + r["mkdocs_floor"]
+        warm_target = 1.2 * r["mkdocs_floor"] + 2 * r["parse_new"]
+        print(f"| {r['steps']} | {r['input_mb']:.0f} | {r['parse_floor']:.2f} | {r['mkdocs_floor']:.2f} | "
+              f"{r['cold']:.2f} | {r['cold'] / floor:.2f} (target ≤ 1.5) | {r['warm']:.2f} | {warm_target:.2f} | "
+              f"{r['second_build']:.2f} | {r['rss_main']:.0f} / {r['rss_workers']:.0f} | "
+              f"{r['site_mb']:.1f} ({r['site_mb'] / r['input_mb']:.3f}) | {r['search_kb']:.0f} | "
+              f"{r['largest_page_kb']:.0f} | {r['rss_after_2']:.0f} / {r['rss_after_20']:.0f} |")
+    if len(rows) > 1:
+        small, large = rows[0], rows[-1]
+        factor = large["steps"] / small["steps"]
+        print(f"\ngrowth {small['steps']} -> {large['steps']} steps (×{factor:g}): "
+              f"cold build ×{large['cold'] / small['cold']:.2f}, MkDocs floor ×{large['mkdocs_floor'] / small['mkdocs_floor']:.2f}, "
+              f"site size ×{large['site_mb'] / small['site_mb']:.2f}, peak RSS ×{large['rss_main'] / small['rss_main']:.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 200, 400], help="steps per experiment")
+    parser.add_argument("--experiments", type=int, default=2)
+    parser.add_argument("--trajectories", type=int, default=16)
+    parser.add_argument("--min-tokens", type=int, default=250)
+    parser.add_argument("--max-tokens", type=int, default=750)
+    parser.add_argument("--workdir", default=".cache/benchmark", help="corpus and sites (reused between runs)")
+    parser.add_argument("--json", help="also write the measurements to this file")
+    args = parser.parse_args()
+    largest = max(args.steps)
+    opts = DemoOptions(experiments=args.experiments, steps=largest, trajectories=args.trajectories,
+                       min_tokens=args.min_tokens, max_tokens=args.max_tokens)
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for steps in sorted(args.steps):
+        print(f"measuring {steps} steps per experiment ...", flush=True)
+        rows.append(measure(workdir, steps, largest, opts))
+    report(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""A worker process for builds: reads one job per line on stdin, renders that step file into the
+cache, answers with its aggregates as one JSON line. Started by `cache.render_jobs`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+from .cache import job_from_json, render_job
+
+
+def main() -> int:
+    for line in sys.stdin:
+        summary = render_job(job_from_json(line))
+        sys.stdout.write(json.dumps(dataclasses.asdict(summary)) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
