@@ -30,7 +30,10 @@ log = get_plugin_logger(__name__)
 
 ASSETS = Path(__file__).parent / "assets"
 ASSET_URI = "assets/trajdocs"
-SLOT = '<div class="trajdocs-slot"></div>'
+# Where generated HTML goes: a plain word, which Markdown turns into a paragraph at no cost
+# (a raw HTML block costs an HTML parse per page).
+SLOT_MARK = "trajdocsslot7f3c"
+SLOT = f"<p>{SLOT_MARK}</p>"
 MARKDOWN_ESCAPES = "\\`*_{}[]()#+-.!|>"
 
 
@@ -89,7 +92,7 @@ def markdown_text(text: str) -> str:
 
 def page_source(title: str, heading: str, searchable: bool) -> str:
     search = "" if searchable else "search:\n  exclude: true\n"
-    return f"---\ntitle: {yaml_string(title)}\n{search}---\n\n# {heading}\n\n{SLOT}\n"
+    return f"---\ntitle: {yaml_string(title)}\n{search}---\n\n# {heading}\n\n{SLOT_MARK}\n"
 
 
 class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
@@ -97,6 +100,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.runs: list[ExperimentRun] = []
         self.experiment_pages: dict[str, ExperimentRun] = {}
         self.step_pages: dict[str, StepPage] = {}
+        self.urls: dict[str, str] = {}  # generated page -> its URL in the site
         self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
         self._temp_cache: str | None = None
@@ -146,7 +150,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 log.warning(f"runs folder not found: {root}")
         experiments = find_experiments(self.roots, self.labels,
                                        skip=(config.site_dir, config.docs_dir, str(self.cache.folder)))
-        self.runs, self.experiment_pages, self.step_pages = [], {}, {}
+        self.runs, self.experiment_pages, self.step_pages, self.urls = [], {}, {}, {}
         for exp in experiments:
             for step in duplicate_steps(exp):
                 log.warning(f"{exp.folder}: step {step} has more than one file; only the first is shown")
@@ -212,7 +216,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             raise PluginError(f"trajdocs: {uri} already exists in the docs; set the trajdocs 'path' option "
                               "to a folder name the docs do not use")
         inclusion = InclusionLevel.UNDEFINED if in_nav else InclusionLevel.NOT_IN_NAV
-        files.append(File.generated(config, uri, content=content, inclusion=inclusion))
+        file = File.generated(config, uri, content=content, inclusion=inclusion)
+        files.append(file)
+        self.urls[uri] = file.url
 
     def _nav(self, files: Files) -> list:
         """MkDocs' default nav for the user's pages, plus one section: overview and experiments."""
@@ -239,38 +245,35 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             return item
         return [expand(item) for item in nav]
 
-    def _url(self, files: Files, uri: str, page: Page) -> str:
-        target = files.get_file_from_path(uri)
-        assert target is not None
-        return get_relative_url(target.url, page.url)
+    def _link(self, run: ExperimentRun, uri: str, from_step_page: bool) -> str:
+        """Relative link between pages of one experiment, which all sit in one folder."""
+        local = self.urls[uri][len(f"{self.prefix}/{run.exp.slug}/"):]
+        return (self.options.asset_base if from_step_page else "") + local or "./"
 
     def on_page_content(self, html: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        """Searchable parts go in here; big tables and step HTML come after search indexing."""
         uri = page.file.src_uri
-        if uri == self.overview_uri:
-            rows = [(run.exp, run.summaries, self._url(files, run.page_uri, page)) for run in self.runs]
-            body = overview_table(rows) if rows else "<p>No step files found yet.</p>"
-            return html.replace(SLOT, body)
         if uri in self.experiment_pages:
-            return html.replace(SLOT, self._experiment_body(self.experiment_pages[uri], page, files))
+            return html.replace(SLOT, self._experiment_facts(self.experiment_pages[uri]) + SLOT)
         if uri in self.step_pages:
-            links = self._step_links(self.step_pages[uri], page, files)
+            links = self._step_links(self.step_pages[uri])
             return html.replace(SLOT, links + SLOT + links)
         return html
 
-    def _step_links(self, info: StepPage, page: Page, files: Files) -> str:
+    def _step_links(self, info: StepPage) -> str:
         run, here = info.run, info.position
         steps, uris = run.exp.steps, run.step_uris
-        prev = (self._url(files, uris[here - 1], page), steps[here - 1].step) if here > 0 else None
-        nxt = (self._url(files, uris[here + 1], page), steps[here + 1].step) if here + 1 < len(uris) else None
-        links = step_links(prev, (self._url(files, run.page_uri, page), run.exp.name), nxt)
+        prev = (self._link(run, uris[here - 1], True), steps[here - 1].step) if here > 0 else None
+        nxt = (self._link(run, uris[here + 1], True), steps[here + 1].step) if here + 1 < len(uris) else None
+        links = step_links(prev, (self._link(run, run.page_uri, True), run.exp.name), nxt)
         pages = run.summaries[here].pages
         if pages > 1:
             step = steps[here].step
-            urls = [self._url(files, self._step_uri(run.exp, step, p), page) for p in range(1, pages + 1)]
+            urls = [self._link(run, self._step_uri(run.exp, step, p), True) for p in range(1, pages + 1)]
             links += pager(urls, info.page, run.summaries[here].trajectories, self.options.per_page)
         return links
 
-    def _experiment_body(self, run: ExperimentRun, page: Page, files: Files) -> str:
+    def _experiment_facts(self, run: ExperimentRun) -> str:
         steps = run.summaries
         latest = latest_readable(steps)
         facts = (f'<p class="td-facts">Folder <code>{esc(run.exp.folder)}</code> · {len(steps)} steps '
@@ -278,11 +281,18 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if latest:
             facts += (f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}, "
                       f"high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}")
-        urls = [self._url(files, uri, page) for uri in run.step_uris]
-        return facts + "</p>" + experiment_table(steps, urls)
+        return facts + "</p>"
 
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
-        info = self.step_pages.get(page.file.src_uri)
+        uri = page.file.src_uri
+        if uri == self.overview_uri:
+            rows = [(run.exp, run.summaries, get_relative_url(self.urls[run.page_uri], page.url)) for run in self.runs]
+            return output.replace(SLOT, overview_table(rows) if rows else "<p>No step files found yet.</p>", 1)
+        if uri in self.experiment_pages:
+            run = self.experiment_pages[uri]
+            table = experiment_table(run.summaries, [self._link(run, u, False) for u in run.step_uris])
+            return output.replace(SLOT, table, 1)
+        info = self.step_pages.get(uri)
         if info is not None and SLOT in output:
             self.unfilled.append((page.file.abs_dest_path, info))
         return output
