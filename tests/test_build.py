@@ -256,3 +256,22 @@ def test_a_failing_worker_falls_back_to_this_process(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     site = build_site(tmp_path, plugin={"runs": "results", "workers": 2}, strict=True)
     assert len(list((site / "runs" / "exp").glob("step-*/index.html"))) == 8
+
+
+def test_cache_reuses_entries_and_prunes_only_its_own_files(tmp_path, caplog):
+    simple_run(tmp_path / "results", "exp", (1, 2, 3))
+    cache = tmp_path / "mycache"
+    cache.mkdir()
+    (cache / "notes.html").write_text("mine")
+    (cache / "data.json").write_text("{}")
+    plugin = {"runs": "results", "cache_dir": "mycache", "workers": 1}
+    build_site(tmp_path, plugin=plugin)
+    entries = sorted(p.name for p in cache.iterdir())
+    assert len(entries) == 2 + 3 * 2  # ours: one summary and one page per step
+    write_step(tmp_path / "results", "exp", 2, [trajectory(2, 0, [tok("changed", True, 1.0)])])
+    with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
+        site = build_site(tmp_path, plugin=plugin)
+    assert "(1 read, 2 from cache)" in caplog.text
+    assert "changed" in read(site / "runs" / "exp" / "step-2" / "index.html")
+    assert (cache / "notes.html").read_text() == "mine" and (cache / "data.json").exists()
+    assert len(list(cache.iterdir())) == 2 + 3 * 2  # the old entry of step 2 is gone

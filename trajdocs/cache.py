@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from .readers import read_step
 from .render import RenderOptions, esc, step_fragments
 from .stats import summarize_step
 
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?\.(?:html|json)")
 _CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
 
 
@@ -191,9 +193,11 @@ class StepCache:
                 for key, hit in zip(keys, found)]
 
     def prune(self) -> None:
-        """Drop entries no build of this session has used (old versions of changed files)."""
+        """Drop entries the last build did not use (old versions of changed files). Only names
+        this cache writes are touched, whatever else the folder holds."""
         for entry in self.folder.iterdir():
-            if entry.suffix in (".html", ".json") and entry.stem.split("-")[0] not in self.used:
+            match = ENTRY_NAME.fullmatch(entry.name)
+            if match and match.group(1) not in self.used:
                 try:
                     entry.unlink()
                 except OSError:
