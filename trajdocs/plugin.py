@@ -123,11 +123,12 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.prefix = self.config.path.strip("/")
         if not self.prefix or ".." in self.prefix.split("/"):
             raise PluginError("trajdocs: 'path' must be a folder name inside the site, e.g. 'runs'")
-        if self.cache is None:
-            if self.config.cache:
-                folder = os.path.join(base, self.config.cache_dir)
-            else:
-                folder = self._temp_cache = tempfile.mkdtemp(prefix="trajdocs-")
+        # this instance outlives one config (serve rebuilds, several sites in one process)
+        if self.config.cache:
+            folder = os.path.normpath(os.path.join(base, self.config.cache_dir))
+        else:
+            folder = self._temp_cache = self._temp_cache or tempfile.mkdtemp(prefix="trajdocs-")
+        if self.cache is None or str(self.cache.folder) != folder:
             self.cache = StepCache(folder)
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
@@ -143,6 +144,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         started = time.monotonic()
         assert self.cache is not None
         self.cache.used.clear()
+        self.unfilled = []
         for asset in sorted(ASSETS.iterdir()):
             files.append(File.generated(config, f"{ASSET_URI}/{asset.name}", abs_src_path=str(asset)))
         for root in self.roots:
