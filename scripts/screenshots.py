@@ -19,7 +19,10 @@ from mkdocs.config import load_config
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-STEP = "runs/synthetic-grpo-forking-tokens/step-30/"
+SHOTS = {  # file name: (page, colour mode)
+    "step": ("runs/synthetic-grpo-forking-tokens/step-30/", "flag"),
+    "heat": ("runs/synthetic-grpo-all-token-entropy/step-30/", "heat"),
+}
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -40,16 +43,19 @@ def main() -> int:
         build(load_config(str(ROOT / "mkdocs.yml"), site_dir=tmp, site_url=base))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
-            for scheme in ("light", "dark"):
-                page = browser.new_page(viewport={"width": 1280, "height": 860},
-                                        color_scheme="dark" if scheme == "dark" else "light")
-                page.goto(base + STEP)
-                page.evaluate("document.querySelectorAll('.td-traj .td-tokens')[1].scrollIntoView();"
-                              "window.scrollBy(0, -330)")
-                page.locator(".td-traj").nth(1).locator(".td-tokens .h").nth(9).hover()
-                page.wait_for_timeout(200)
-                page.screenshot(path=str(out / f"step-{scheme}.png"))
-                page.close()
+            for name, (path, mode) in SHOTS.items():
+                for scheme in ("light", "dark"):
+                    page = browser.new_page(viewport={"width": 1280, "height": 860}, color_scheme=scheme)
+                    page.goto(base + path)
+                    page.evaluate("localStorage.clear()")
+                    page.reload()
+                    page.select_option("[data-td-setting='mode']", mode)
+                    page.evaluate("document.querySelectorAll('.td-traj .td-tokens')[1].scrollIntoView();"
+                                  "window.scrollBy(0, -330)")
+                    page.locator(".td-traj").nth(1).locator(".td-tokens .h").nth(9).hover()
+                    page.wait_for_timeout(200)
+                    page.screenshot(path=str(out / f"{name}-{scheme}.png"))
+                    page.close()
             browser.close()
         server.shutdown()
     print(f"screenshots written to {out}")

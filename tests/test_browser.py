@@ -39,7 +39,9 @@ def test_hover_shows_entropy_score(page, site):
     assert tip.is_visible()
     assert "entropy 2.7" in tip.inner_text()
     assert "“Let”" in tip.inner_text()
-    page.locator(".td-tokens i:not(.h)").first.hover()
+    page.locator(".td-tokens i:not(.h)").first.hover()  # every token has details
+    assert "entropy not scored" in tip.inner_text() and "position 1" in tip.inner_text()
+    page.locator(".td-traj-title").first.hover()
     assert not tip.is_visible()
     assert page.errors == [] and page.outside == []
 

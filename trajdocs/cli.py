@@ -14,7 +14,8 @@ def _demo(args: argparse.Namespace) -> int:
     opts = DemoOptions(experiments=args.experiments, steps=args.steps, interval=args.interval,
                        trajectories=args.trajectories, group_size=args.group_size,
                        min_tokens=args.min_tokens, max_tokens=args.max_tokens, ratio=args.ratio,
-                       all_scores=args.all_scores, token_lists=not args.no_token_lists, seed=args.seed)
+                       all_scores=args.all_scores, token_lists=not args.no_token_lists, seed=args.seed,
+                       names=tuple(args.name or ()))
     if opts.min_tokens < 1 or opts.max_tokens < opts.min_tokens:
         print("trajdocs demo: need 1 <= --min-tokens <= --max-tokens", file=sys.stderr)
         return 2
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--all-scores", action="store_true", help="entropy_score on every token, not only flagged ones")
     demo.add_argument("--no-token-lists", action="store_true", help="scalar advantages/return, no per-token lists")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--name", action="append", help="experiment folder name (repeat for each experiment)")
     demo.set_defaults(run=_demo)
 
     check = sub.add_parser("check", help="validate run folders without building; exit 1 on any problem")

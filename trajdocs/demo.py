@@ -61,6 +61,7 @@ class DemoOptions:
     all_scores: bool = False
     token_lists: bool = True
     seed: int = 0
+    names: tuple[str, ...] = ()  # experiment folder names; defaults below
 
 
 def tokenize(text: str) -> list[str]:
@@ -178,10 +179,11 @@ def write_demo(folder: str, opts: DemoOptions) -> list[str]:
              "synthetic-ppo-critic"]
     written = []
     for e in range(opts.experiments):
-        name = names[e] if e < len(names) else f"synthetic-run-{e + 1}"
+        chosen = opts.names or names
+        name = chosen[e] if e < len(chosen) else f"synthetic-run-{e + 1}"
         out = os.path.join(folder, name, "trajectories")
         os.makedirs(out, exist_ok=True)
-        rng = random.Random(f"{opts.seed}-{e}")
+        rng = random.Random(f"{opts.seed}-{e}-{name}")
         for s in range(1, opts.steps + 1):
             step = s * opts.interval
             progress = s / opts.steps

@@ -46,6 +46,9 @@ class Trajectory:
     reward: Union[float, None] = None
     response_length: Union[int, None] = None
     metadata: dict[str, MetaValue] = field(default_factory=dict)
+    advantage: Union[float, None] = None  # sequence-level: the scalar, or the mean of a per-token list
+    correct: Union[bool, None] = None  # from reward_metrics / acc fields, else reward > 0
+    token_values: dict[str, list[Union[float, None]]] = field(default_factory=dict)  # per token: logprob, advantage
     image_files: list[str] = field(default_factory=list)  # relative to the step file's folder
     image_data: list[str] = field(default_factory=list)  # base64 PNG
 

@@ -186,6 +186,13 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
         else:
             problems.add(f"{where}: images_base64 is not a list of base64 strings")
     traj.reward = _number(info.get("reward"), obj.get("reward"))
+    traj.advantage = _mean_or_scalar(obj.get("advantages"))
+    traj.correct = correctness(info.get("reward_metrics"), info, obj, reward=traj.reward)
+    if traj.tokens is not None and not traj.tokens.segments:
+        for name, key in (("logprob", "action_log_probs"), ("advantage", "advantages")):
+            values = _aligned(obj.get(key), len(traj.tokens))
+            if values is not None:
+                traj.token_values[name] = values
     length = _number(obj.get("response_token_count"), info.get("response_length"))
     if length is not None and math.isfinite(length):
         traj.response_length = int(length)
@@ -298,6 +305,7 @@ def verl_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
     if output is None:
         problems.add(f"sample {index}: no output field")
     traj.reward = _number(obj.get("score"), obj.get("reward"))
+    traj.correct = correctness(obj, reward=traj.reward)
     meta = _Meta()
     for key, value in obj.items():
         if key not in ("input", "output"):
@@ -375,6 +383,44 @@ def summarize_list(values: list) -> MetaValue:
         max=max(finite) if finite else None,
         non_numeric=len(values) - len(numbers),
     )
+
+
+CORRECTNESS_KEYS = ("accuracy", "acc", "correct", "is_correct", "accuracy_reward")
+
+
+def correctness(*sources: Any, reward: float | None) -> bool | None:
+    """Whether a response is right: the first correctness field found (bool or number > 0) in
+    `sources` (reward_metrics, info, the record), else reward > 0, else unknown."""
+    for source in sources:
+        if isinstance(source, dict):
+            for key in CORRECTNESS_KEYS:
+                value = source.get(key)
+                if isinstance(value, bool):
+                    return value
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    return value > 0
+    if reward is not None and math.isfinite(reward):
+        return reward > 0
+    return None
+
+
+def _aligned(values: Any, n: int) -> list[float | None] | None:
+    """A per-token list matched to n response tokens (a leading entry for the last prompt token
+    is dropped); None when it is no list or does not match."""
+    if not isinstance(values, list) or len(values) not in (n, n + 1) or n == 0:
+        return None
+    values = values[len(values) - n:]
+    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
+
+
+def _mean_or_scalar(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list):
+        finite = [float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v)]
+        return sum(finite) / len(finite) if finite else None
+    return None
 
 
 def _number(*candidates: Any) -> float | None:

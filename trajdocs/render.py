@@ -118,12 +118,20 @@ def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence
     return "".join(parts)
 
 
-def tokens_html(tokens: Tokens, max_tokens: int) -> str:
-    """The token container; past `max_tokens` the rest waits in a template behind a button."""
+def number_list(values: Sequence[Union[float, None]]) -> str:
+    """Comma-separated numbers for a data attribute; one value when all are equal, '' for none."""
+    cells = ["" if v is None or not math.isfinite(v) else f"{v:.4g}" for v in values]
+    return cells[0] if len(set(cells)) == 1 else ",".join(cells)
+
+
+def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None = None) -> str:
+    """The token container; past `max_tokens` the rest waits in a template behind a button.
+    Per-token log-probs and advantages ride along as one attribute each, for hover details."""
     n = len(tokens)
     head = min(n, max_tokens)
     shown = token_elements(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head])
-    html = f'<div class="td-tokens">{shown}</div>'
+    extra = "".join(f' data-{name}="{number_list(v)}"' for name, v in (values or {}).items())
+    html = f'<div class="td-tokens"{extra}>{shown}</div>'
     if n > head:
         rest = token_elements(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:])
         html += (f'<template class="td-rest">{rest}</template>'
@@ -194,7 +202,12 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
             title.append(f"{key.split('_')[0]} {esc(str(meta[key]))}")
     head = (f'<h2 class="td-traj-title" id="traj-{traj.index}">{" · ".join(title)}'
             f'<span class="td-reward">reward {esc(fmt_number(traj.reward))}</span></h2>')
-    parts = [f'<section class="td-traj" data-index="{traj.index}">', head, stats_html(st), metadata_html(meta)]
+    sort_keys = {"reward": traj.reward, "adv": traj.advantage,
+                 "len": traj.response_length, "ratio": st.ratio}
+    data = "".join(f' data-{k}="{v!r}"' for k, v in sort_keys.items() if v is not None and math.isfinite(v))
+    if traj.correct is not None:
+        data += f' data-correct="{int(traj.correct)}"'
+    parts = [f'<section class="td-traj" data-index="{traj.index}"{data}>', head, stats_html(st), metadata_html(meta)]
     if traj.prompt is not None and with_prompt:
         parts.append(prompt_html("Prompt", traj.prompt))
     elif traj.prompt is None and traj.full_sequence is not None:
@@ -202,7 +215,7 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     parts.append(images_html(traj, options.asset_base))
     if traj.tokens is not None:
         parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {"segments" if traj.tokens.segments else "tokens"}</div>')
-        parts.append(tokens_html(traj.tokens, options.max_tokens))
+        parts.append(tokens_html(traj.tokens, options.max_tokens, traj.token_values))
     elif traj.pure_generated_text is not None:
         parts.append('<div class="td-label">Response (no token data in this file)</div>')
         parts.append(f'<div class="td-tokens td-plain">{esc(traj.pure_generated_text)}</div>')
@@ -257,16 +270,99 @@ def paginate(groups: list[list[Trajectory]], per_page: int) -> list[list[list[Tr
     return pages
 
 
-def controls_html() -> str:
+SORTS = (("", "file order"), ("reward-desc", "reward, high first"), ("reward-asc", "reward, low first"),
+         ("adv-desc", "advantage, high first"), ("adv-asc", "advantage, low first"),
+         ("len-desc", "response length, long first"), ("len-asc", "response length, short first"),
+         ("ratio-desc", "high-entropy ratio, high first"), ("ratio-asc", "high-entropy ratio, low first"))
+
+
+@dataclass
+class EntropyScale:
+    """What a step's tokens allow: which tokens carry scores, the shared heat scale, the ratio."""
+
+    scored: str  # "all", "flagged" (LightRFT's saver) or "none"
+    heat_max: Union[float, None]  # high percentile of all scores of the step
+    file_ratio: Union[float, None]
+
+    @classmethod
+    def of(cls, trajectories: Sequence[Trajectory], summary: StepSummary) -> "EntropyScale":
+        token_sets = [t.tokens for t in trajectories if t.tokens is not None and not t.tokens.segments]
+        scores = sorted(v for tk in token_sets for v in tk.scores if v is not None and math.isfinite(v))
+        if not scores:
+            scored = "none"
+        elif all(v is not None for tk in token_sets for v in tk.scores):
+            scored = "all"
+        else:
+            scored = "flagged"
+        heat_max = scores[min(len(scores) - 1, int(0.99 * len(scores)))] if scored == "all" else None
+        return cls(scored, heat_max, summary.high_entropy_ratio)
+
+    def attrs(self) -> str:
+        out = f' data-scored="{self.scored}"'
+        if self.heat_max is not None:
+            out += f' data-heat-max="{self.heat_max!r}"'
+        if self.file_ratio is not None:
+            out += f' data-file-ratio="{self.file_ratio!r}"'
+        return out
+
+
+def controls_html(scale: EntropyScale) -> str:
     boxes = "".join(
         f'<label><input type="checkbox" data-td-toggle="{key}"{" checked" if on else ""}> {label}</label>'
         for key, label, on in TOGGLES)
-    return f'<div class="td-controls" role="group" aria-label="Display options">{boxes}</div>'
+    heat_off = "" if scale.scored == "all" else ' disabled title="needs an entropy score on every token"'
+    mode = (f'<label>Colour <select data-td-setting="mode"><option value="flag">high-entropy flags</option>'
+            f'<option value="heat"{heat_off}>entropy heat map</option></select></label>')
+    slider = ""
+    if scale.scored != "none" and scale.file_ratio:
+        # with scores only on flagged tokens, the top k% is known for k up to the file's ratio
+        top = 50 if scale.scored == "all" else max(1, math.floor(100 * scale.file_ratio))
+        start = min(top, max(1, round(100 * scale.file_ratio)))
+        slider = (f'<label>Flag top <input type="range" data-td-setting="ratio" min="1" max="{top}" '
+                  f'value="{start}" aria-label="share of tokens to flag, percent"> <output class="td-ratio-out">'
+                  f'{start}%</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
+                  f'as in file</button>')
+    sort = "".join(f'<option value="{v}">{label}</option>' for v, label in SORTS)
+    filters = ('<option value="">all</option><option value="correct">correct</option>'
+               '<option value="incorrect">incorrect</option>')
+    return (f'<div class="td-controls" role="group" aria-label="Display options">{boxes}</div>'
+            f'<div class="td-controls" role="group" aria-label="Colour, flags, order">{mode}{slider}'
+            f'<label>Sort <select data-td-setting="sort">{sort}</select></label>'
+            f'<label>Show <select data-td-setting="filter">{filters}</select></label></div>'
+            '<p class="td-keys">Keys: <kbd>p</kbd> / <kbd>n</kbd> previous / next step · '
+            '<kbd>j</kbd> / <kbd>k</kbd> next / previous trajectory</p>')
 
 
-LEGEND = ('<p class="td-legend"><span class="td-swatch">highlighted</span> '
-          'tokens are high-entropy ("forking") tokens as flagged in the file; hover or focus one to '
-          'see its entropy score.</p>')
+def legend_html(scale: EntropyScale) -> str:
+    ratio = "" if scale.file_ratio is None else f" ({fmt_ratio(scale.file_ratio)} of this step's tokens)"
+    parts = ['<div class="td-legend">',
+             f'<p class="td-legend-flag"><span class="td-swatch">underlined</span> tokens are high-entropy '
+             f'("forking") tokens, <span class="td-ratio-note">as flagged in the file{ratio}</span>. '
+             'Hover or focus a token for its entropy score, position, exact text and, where the file has '
+             'them, its log-probability and advantage.</p>']
+    if scale.heat_max is not None:
+        parts.append(f'<p class="td-legend-heat">Heat map: background from 0 to {fmt_number(scale.heat_max)} '
+                     '(the 99th percentile of this step\'s scores; higher scores get the top colour) '
+                     f'<span class="td-colorbar" aria-hidden="true"></span> '
+                     f'<span class="td-bar-ends">0 … ≥ {fmt_number(scale.heat_max)}</span></p>')
+    parts.append('<p>Scores are the <code>entropy_score</code> values in the file. Ratio: flagged tokens '
+                 '÷ all response tokens; average entropy: over the tokens that carry a score.</p></div>')
+    return "".join(parts)
+
+
+def summary_table(trajectories: Sequence[Trajectory]) -> str:
+    rows = []
+    for t in trajectories:
+        st = trajectory_stats(t)
+        correct = {True: "✓", False: "✗", None: DASH}[t.correct]
+        rows.append(f'<tr data-index="{t.index}"><td><a href="#traj-{t.index}">{t.index}</a></td>'
+                    f"<td>{fmt_number(t.reward)}</td><td>{fmt_number(t.advantage)}</td>"
+                    f"<td>{DASH if t.response_length is None else t.response_length}</td>"
+                    f"<td>{fmt_ratio(st.ratio)}</td><td>{correct}</td></tr>")
+    head = ("<tr><th>Trajectory</th><th>Reward</th><th>Advantage</th><th>Length</th>"
+            "<th>High-entropy</th><th>Correct</th></tr>")
+    return (f'<details class="td-summary-box" open><summary>Trajectories on this page</summary>'
+            f'<table class="td-summary"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></details>')
 
 
 def problems_html(summary: StepSummary, path: str) -> str:
@@ -284,17 +380,20 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
                    options: RenderOptions = RenderOptions()) -> list[str]:
     """Bodies of a step's pages (one unless the step has more than `per_page` trajectories)."""
     off = "".join(f" td-off-{key}" for key, _, on in TOGGLES if not on)
+    scale = EntropyScale.of(data.trajectories, summary)
     top = [problems_html(summary, path)]
     if data.trajectories:
-        top.append(controls_html())
+        top.append(controls_html(scale))
         if any(t.tokens is not None for t in data.trajectories):
-            top.append(LEGEND)
+            top.append(legend_html(scale))
         top.append(step_summary_line(summary))
     pages = paginate(group_trajectories(data.trajectories), max(1, options.per_page))
     fragments = []
     for groups in pages:
+        table = summary_table([t for g in groups for t in g]) if data.trajectories else ""
         body = "".join(group_html(g, options) for g in groups)
-        fragments.append(f'<div class="td-step{off}">{"".join(top)}{body}</div>')
+        fragments.append(f'<div class="td-step{off}"{scale.attrs()}>{"".join(top)}{table}'
+                         f'<div class="td-list">{body}</div></div>')
     return fragments
 
 

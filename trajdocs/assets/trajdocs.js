@@ -1,16 +1,48 @@
-/* trajdocs: display toggles and token details. One set of delegated listeners on the document,
-   page state (re)applied on every page load, including Material's instant navigation. */
+/* trajdocs step pages: display settings, token details, heat map, re-flagging, sorting and
+   keyboard navigation. One set of delegated listeners on the document; page state is applied on
+   every page load, including Material's instant navigation (document$). No dependencies. */
 (function () {
   "use strict";
-  var STORE = "trajdocs.toggles";
+  var STORE = "trajdocs.settings";
+  var HEAT_LEVELS = 10;
   var tip = null;
+  var tipToken = null;
 
+  /* --- settings, remembered across pages and visits ------------------------------------- */
   function loadState() {
     try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch (e) { return {}; }
   }
   function saveState(state) {
     try { localStorage.setItem(STORE, JSON.stringify(state)); } catch (e) { /* storage disabled */ }
   }
+  function remember(key, value) {
+    var state = loadState();
+    if (value === null) delete state[key]; else state[key] = value;
+    saveState(state);
+  }
+
+  /* --- tokens --------------------------------------------------------------------------- */
+  /* The exact text of a token: data-raw holds it JSON-escaped where HTML cannot (NUL, lone surrogates). */
+  function tokenText(token) {
+    var raw = token.getAttribute("data-raw");
+    if (raw === null) return token.textContent;
+    try { return JSON.parse('"' + raw + '"'); } catch (e) { return token.textContent; }
+  }
+  window.trajdocsTokenText = tokenText;
+
+  /* Every token of a trajectory, the ones still collapsed in the template included. */
+  function allTokens(section) {
+    var list = Array.prototype.slice.call(section.querySelectorAll(".td-tokens > i"));
+    var rest = section.querySelector("template.td-rest");
+    if (rest) list = list.concat(Array.prototype.slice.call(rest.content.querySelectorAll("i")));
+    return list;
+  }
+  function score(token) {
+    var value = token.getAttribute("data-e");
+    return value === null ? NaN : parseFloat(value);
+  }
+
+  /* --- display toggles (the seed viewer's options) -------------------------------------- */
   function applyToggle(step, key, on) {
     step.classList.toggle("td-off-" + key, !on);
     if (on && (key === "gen" || key === "pure")) fillTextBlocks(step);
@@ -20,14 +52,100 @@
      page: their blocks are filled from the tokens when first shown. */
   function fillTextBlocks(step) {
     step.querySelectorAll("pre[data-from-tokens]").forEach(function (pre) {
-      var section = pre.closest(".td-traj");
       var parts = [pre.getAttribute("data-tail") || ""];
-      section.querySelectorAll(".td-tokens > i").forEach(function (t) { parts.push(tokenText(t)); });
-      var rest = section.querySelector("template.td-rest");
-      if (rest) rest.content.querySelectorAll("i").forEach(function (t) { parts.push(tokenText(t)); });
+      allTokens(pre.closest(".td-traj")).forEach(function (t) { parts.push(tokenText(t)); });
       pre.textContent = parts.join("");
       pre.removeAttribute("data-from-tokens");
     });
+  }
+
+  /* --- colour: flags or heat map -------------------------------------------------------- */
+  function applyMode(step, mode) {
+    var heat = mode === "heat" && step.hasAttribute("data-heat-max");
+    step.classList.toggle("td-heat", heat);
+    if (!heat || step.hasAttribute("data-heat-done")) return;
+    var max = parseFloat(step.getAttribute("data-heat-max")) || 1;
+    step.querySelectorAll(".td-traj").forEach(function (section) {
+      allTokens(section).forEach(function (token) {
+        var value = score(token);
+        if (isNaN(value)) return;
+        var level = Math.max(0, Math.min(HEAT_LEVELS - 1, Math.floor(value / max * HEAT_LEVELS)));
+        token.classList.add("e" + level);
+      });
+    });
+    step.setAttribute("data-heat-done", "");
+  }
+
+  /* --- re-flag the top k% of each trajectory's tokens by entropy ------------------------ */
+  function applyRatio(step, percent) {
+    var slider = step.querySelector("input[data-td-setting='ratio']");
+    if (!slider) return;
+    var fileRatio = parseFloat(step.getAttribute("data-file-ratio"));
+    var note = step.querySelector(".td-ratio-note");
+    var out = step.querySelector(".td-ratio-out");
+    step.querySelectorAll(".td-traj").forEach(function (section) {
+      var tokens = allTokens(section);
+      tokens.forEach(function (t) {  // remember the file's own flags once
+        if (!t.hasAttribute("data-f")) t.setAttribute("data-f", t.classList.contains("h") ? "1" : "0");
+      });
+      if (percent === null) {
+        tokens.forEach(function (t) { t.classList.toggle("h", t.getAttribute("data-f") === "1"); });
+        return;
+      }
+      var scored = tokens.filter(function (t) { return !isNaN(score(t)); });
+      var count = Math.min(scored.length, Math.max(1, Math.floor(tokens.length * percent / 100)));
+      var ranked = scored.slice().sort(function (a, b) { return score(b) - score(a); });
+      var chosen = new Set(ranked.slice(0, count));
+      tokens.forEach(function (t) { t.classList.toggle("h", chosen.has(t)); });
+    });
+    var shown = percent === null ? Math.round(fileRatio * 100) : percent;
+    slider.value = String(Math.min(shown, parseInt(slider.max, 10)));
+    if (out) out.textContent = shown + "%";
+    if (note) {
+      note.textContent = percent === null
+        ? "as flagged in the file (" + (fileRatio * 100).toFixed(1) + "% of this step's tokens)"
+        : "re-flagged here: the top " + percent + "% of each trajectory's tokens by entropy score";
+    }
+  }
+
+  /* --- sort and filter trajectories ----------------------------------------------------- */
+  function applyOrder(step, sort, filter) {
+    var sections = Array.prototype.slice.call(step.querySelectorAll(".td-traj"));
+    var rows = {};
+    step.querySelectorAll(".td-summary tbody tr").forEach(function (row) { rows[row.getAttribute("data-index")] = row; });
+    var field = sort ? sort.split("-")[0] : null;
+    var sign = sort && sort.split("-")[1] === "asc" ? 1 : -1;
+    var order = sections.slice();
+    if (field) {
+      order.sort(function (a, b) {
+        var x = parseFloat(a.getAttribute("data-" + field));
+        var y = parseFloat(b.getAttribute("data-" + field));
+        if (isNaN(x) !== isNaN(y)) return isNaN(x) ? 1 : -1;  // missing values last
+        if (isNaN(x) || x === y) return parseInt(a.getAttribute("data-index"), 10) - parseInt(b.getAttribute("data-index"), 10);
+        return sign * (x - y);
+      });
+    }
+    step.classList.toggle("td-sorted", !!field);
+    var tbody = step.querySelector(".td-summary tbody");
+    order.forEach(function (section, rank) {
+      var correct = section.getAttribute("data-correct");
+      var hidden = (filter === "correct" && correct !== "1") || (filter === "incorrect" && correct !== "0");
+      section.style.order = field ? String(rank) : "";
+      section.classList.toggle("td-hidden", hidden);
+      var row = rows[section.getAttribute("data-index")];
+      if (row) {
+        row.hidden = hidden;
+        if (tbody) tbody.appendChild(row);
+      }
+    });
+    step.querySelectorAll(".td-group").forEach(function (group) {
+      group.classList.toggle("td-hidden", !group.querySelector(".td-traj:not(.td-hidden)"));
+    });
+  }
+
+  /* --- page set-up ---------------------------------------------------------------------- */
+  function setting(step, name) {
+    return step.querySelector("[data-td-setting='" + name + "']");
   }
 
   function init() {
@@ -39,24 +157,54 @@
         if (Object.prototype.hasOwnProperty.call(state, key)) box.checked = !!state[key];
         applyToggle(step, key, box.checked);
       });
+      var mode = setting(step, "mode");
+      if (mode && state.mode === "heat" && step.hasAttribute("data-heat-max")) mode.value = "heat";
+      if (mode) applyMode(step, mode.value);
+      if (typeof state.ratio === "number") applyRatio(step, state.ratio);
+      var sort = setting(step, "sort");
+      var filter = setting(step, "filter");
+      if (sort && state.sort) sort.value = state.sort;
+      if (filter && state.filter) filter.value = state.filter;
+      if (sort && filter && (sort.value || filter.value)) applyOrder(step, sort.value, filter.value);
       step.querySelectorAll(".td-tokens .h").forEach(function (token) { token.tabIndex = 0; });
     });
   }
 
   document.addEventListener("change", function (event) {
-    var box = event.target;
-    if (!box.matches || !box.matches("input[data-td-toggle]")) return;
-    var key = box.getAttribute("data-td-toggle");
-    var state = loadState();
-    state[key] = box.checked;
-    saveState(state);
-    var step = box.closest(".td-step");
-    if (step) applyToggle(step, key, box.checked);
+    var target = event.target;
+    if (!target.closest) return;
+    var step = target.closest(".td-step");
+    if (!step) return;
+    if (target.matches("input[data-td-toggle]")) {
+      var key = target.getAttribute("data-td-toggle");
+      remember(key, target.checked);
+      applyToggle(step, key, target.checked);
+    } else if (target.matches("[data-td-setting='mode']")) {
+      remember("mode", target.value);
+      applyMode(step, target.value);
+    } else if (target.matches("[data-td-setting='sort'], [data-td-setting='filter']")) {
+      remember(target.getAttribute("data-td-setting"), target.value || null);
+      applyOrder(step, setting(step, "sort").value, setting(step, "filter").value);
+    }
+  });
+
+  document.addEventListener("input", function (event) {
+    var target = event.target;
+    if (!target.matches || !target.matches("input[data-td-setting='ratio']")) return;
+    var percent = parseInt(target.value, 10);
+    remember("ratio", percent);
+    applyRatio(target.closest(".td-step"), percent);
   });
 
   document.addEventListener("click", function (event) {
     var target = event.target;
     if (!target.closest) return;
+    var reset = target.closest("[data-td-reset='ratio']");
+    if (reset) {
+      remember("ratio", null);
+      applyRatio(reset.closest(".td-step"), null);
+      return;
+    }
     var more = target.closest("button.td-more");
     if (more) {
       var rest = more.previousElementSibling;
@@ -73,14 +221,7 @@
     if (thumb && !thumb.closest("a")) thumb.classList.toggle("td-zoom");
   });
 
-  /* The exact text of a token: data-raw holds it JSON-escaped where HTML cannot (NUL, lone surrogates). */
-  function tokenText(token) {
-    var raw = token.getAttribute("data-raw");
-    if (raw === null) return token.textContent;
-    try { return JSON.parse('"' + raw + '"'); } catch (e) { return token.textContent; }
-  }
-  window.trajdocsTokenText = tokenText;
-
+  /* --- token details on hover and focus ------------------------------------------------- */
   function visible(text) {
     return text.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5\n").replace(/\t/g, "\u2192")
       .replace(/\r/g, "\u240d").replace(/\u0000/g, "\u2400");
@@ -89,10 +230,23 @@
   function tokenOf(node) {
     if (!node || !node.closest) return null;
     var token = node.closest(".td-tokens > i");
-    if (!token || !(token.classList.contains("h") || token.hasAttribute("data-e"))) return null;
+    if (!token) return null;
     var step = token.closest(".td-step");
     if (!step || step.classList.contains("td-off-scores")) return null;
     return token;
+  }
+
+  /* Per-token numbers of a trajectory ("1.5,-0.2,..." or one value for all), parsed once. */
+  function valueAt(container, name, position) {
+    var cache = container.__trajdocs || (container.__trajdocs = {});
+    if (!(name in cache)) {
+      var raw = container.getAttribute("data-" + name);
+      cache[name] = raw === null ? null : raw.split(",");
+    }
+    var list = cache[name];
+    if (!list) return null;
+    var value = list.length === 1 ? list[0] : list[position];
+    return value === undefined || value === "" ? null : value;
   }
 
   function line(parent, label, value) {
@@ -104,6 +258,16 @@
     parent.appendChild(row);
   }
 
+  function placeTip() {
+    if (!tip || !tipToken) return;
+    var box = tipToken.getBoundingClientRect();
+    if (box.bottom < 0 || box.top > window.innerHeight) { hideTip(); return; }
+    var top = box.bottom + 6;
+    tip.style.left = Math.max(4, Math.min(box.left, window.innerWidth - tip.offsetWidth - 4)) + "px";
+    if (top + tip.offsetHeight > window.innerHeight) top = box.top - tip.offsetHeight - 6;
+    tip.style.top = top + "px";
+  }
+
   function showTip(token) {
     if (!tip) {
       tip = document.createElement("div");
@@ -112,33 +276,63 @@
       document.body.appendChild(tip);
     }
     tip.textContent = "";
-    var score = token.getAttribute("data-e");
-    line(tip, "entropy", score === null ? "not scored" : score);
-    var position = Array.prototype.indexOf.call(token.parentNode.children, token);
+    var container = token.parentNode;
+    var position = Array.prototype.indexOf.call(container.children, token);
+    var value = token.getAttribute("data-e");
+    line(tip, "entropy", value === null ? "not scored" : value);
     line(tip, "position", String(position));
     if (token.classList.contains("h")) line(tip, "flag", "high-entropy");
+    var logprob = valueAt(container, "logprob", position);
+    if (logprob !== null) line(tip, "log-prob", logprob);
+    var advantage = valueAt(container, "advantage", position);
+    if (advantage !== null) line(tip, "advantage", advantage);
     line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
     tip.hidden = false;
-    var box = token.getBoundingClientRect();
-    var top = box.bottom + 6;
-    tip.style.left = Math.max(4, Math.min(box.left, window.innerWidth - tip.offsetWidth - 4)) + "px";
-    if (top + tip.offsetHeight > window.innerHeight) top = box.top - tip.offsetHeight - 6;
-    tip.style.top = top + "px";
+    tipToken = token;
+    placeTip();
   }
   function hideTip() {
     if (tip) tip.hidden = true;
+    tipToken = null;
   }
 
   document.addEventListener("mouseover", function (event) {
     var token = tokenOf(event.target);
-    if (token) showTip(token); else hideTip();
+    if (token) showTip(token); else if (tipToken) hideTip();
   });
   document.addEventListener("focusin", function (event) {
     var token = tokenOf(event.target);
     if (token) showTip(token); else hideTip();
   });
   document.addEventListener("focusout", hideTip);
-  window.addEventListener("scroll", hideTip, { passive: true });
+  window.addEventListener("scroll", placeTip, { passive: true });
+
+  /* --- keyboard: p / n step, j / k trajectory ------------------------------------------- */
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
+    var focus = document.activeElement;
+    if (focus && (/^(INPUT|TEXTAREA|SELECT)$/.test(focus.tagName) || focus.isContentEditable)) return;
+    var step = document.querySelector(".td-step");
+    if (!step) return;
+    var key = event.key;
+    if (key === "p" || key === "n") {
+      var link = document.querySelector(key === "p" ? "a.td-prev" : "a.td-next");
+      if (link) { event.preventDefault(); event.stopPropagation(); link.click(); }
+    } else if (key === "j" || key === "k") {
+      var sections = Array.prototype.slice.call(step.querySelectorAll(".td-traj:not(.td-hidden)"));
+      sections.sort(function (a, b) { return a.getBoundingClientRect().top - b.getBoundingClientRect().top; });
+      var offset = 80;  // below a sticky header
+      var current = -1;
+      sections.forEach(function (s, i) { if (s.getBoundingClientRect().top <= offset + 1) current = i; });
+      var next = sections[key === "j" ? current + 1 : Math.max(0, current - 1)];
+      if (next) {
+        event.preventDefault();
+        window.scrollBy(0, next.getBoundingClientRect().top - offset);
+        var title = next.querySelector(".td-traj-title");
+        if (title) { title.tabIndex = -1; title.focus({ preventScroll: true }); }
+      }
+    }
+  }, true);
 
   if (window.document$ && typeof window.document$.subscribe === "function") {
     window.document$.subscribe(init);
