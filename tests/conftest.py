@@ -203,3 +203,10 @@ def page(browser):
           if not r.url.startswith(("http://127.0.0.1", "data:", "about:", "file:")) else None)
     yield pg
     context.close()
+
+
+def wait_for_step(page, step: int) -> None:
+    """After a click or key that navigates: Material's instant navigation changes the URL before
+    it swaps the content in, so wait for the new page's heading too."""
+    page.wait_for_url(f"**/step-{step}/")
+    page.wait_for_function(f"(document.querySelector('article h1, h1') || {{}}).textContent === 'Step {step}'")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_site, tok, trajectory, write_step
+from conftest import build_site, tok, trajectory, wait_for_step, write_step
 
 pytestmark = pytest.mark.browser
 
@@ -61,7 +61,7 @@ def test_toggle_hides_metadata_and_persists_across_steps(page, site):
     assert not meta.is_visible()
     assert page.locator(".td-stats").first.is_visible()
     page.locator("a.td-next").first.click()
-    page.wait_for_url("**/step-20/")
+    wait_for_step(page, 20)
     assert not page.locator(".td-meta").first.is_visible()
     assert not page.get_by_label("Metadata").is_checked()
     page.get_by_label("Metadata").check()
@@ -80,7 +80,7 @@ def test_instant_navigation_reinitialises_the_page(page, site):
     page.evaluate("window.__sameDocument = true")
     page.get_by_label("generated_text", exact=True).check()
     page.locator("a.td-next").first.click()
-    page.wait_for_url("**/step-20/")
+    wait_for_step(page, 20)
     page.wait_for_selector(".td-step")
     assert page.evaluate("window.__sameDocument === true"), "Material instant navigation did not run"
     assert page.locator(".td-gen").first.is_visible()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_site, tok, trajectory, write_step
+from conftest import build_site, tok, trajectory, wait_for_step, write_step
 
 pytestmark = pytest.mark.browser
 SCORES = [0.1, 3.2, 0.5, 2.0, 0.05, 1.1, 4.0, 0.3, 0.9, 2.6]  # every token scored
@@ -52,7 +52,7 @@ def test_heat_map_colours_every_token_on_a_shared_scale(page, viewer_site):
     assert low != high
     assert tokens.nth(6).evaluate("e => getComputedStyle(e).textDecorationLine") == "underline"  # still flagged
     page.locator("a.td-next").first.click()
-    page.wait_for_url("**/step-2/")
+    wait_for_step(page, 2)
     assert page.locator("[data-td-setting='mode']").input_value() == "heat"  # remembered
     assert "e9" in (page.locator(".td-traj").first.locator(".td-tokens i").nth(6).get_attribute("class") or "")
     assert page.errors == [] and page.outside == []
@@ -135,9 +135,9 @@ def test_keyboard_moves_between_steps_and_trajectories(page, viewer_site):
     page.keyboard.press("k")
     assert abs(page.locator(".td-traj").nth(0).evaluate("e => e.getBoundingClientRect().top") - 80) < 5
     page.keyboard.press("n")
-    page.wait_for_url("**/step-3/")
+    wait_for_step(page, 3)
     page.keyboard.press("p")
-    page.wait_for_url("**/step-2/")
+    wait_for_step(page, 2)
     page.locator("[data-td-setting='sort']").focus()
     page.keyboard.press("n")  # typing in a control never navigates
     assert page.url.endswith("/step-2/")
