@@ -142,3 +142,20 @@ def test_keyboard_moves_between_steps_and_trajectories(page, viewer_site):
     page.keyboard.press("n")  # typing in a control never navigates
     assert page.url.endswith("/step-2/")
     assert page.errors == [] and page.outside == []
+
+
+def test_settings_apply_without_instant_navigation(page, tmp_path, serve):
+    for step in (1, 2):
+        write_step(tmp_path / "results", "exp", step, [scored_record(step, i, r) for i, r in enumerate([0.1, 0.8])])
+    build_site(tmp_path, theme={"name": "material", "font": False, "features": []})  # full page loads
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    page.evaluate("window.__samePage = true")
+    page.select_option("[data-td-setting='sort']", "reward-desc")
+    page.select_option("[data-td-setting='mode']", "heat")
+    page.locator("a.td-next").first.click()
+    page.wait_for_url("**/step-2/")
+    page.wait_for_load_state("load")
+    assert page.evaluate("window.__samePage") is None  # a real page load
+    assert section_order(page) == [1, 0]
+    assert "e9" in (page.locator(".td-traj").first.locator(".td-tokens i").nth(6).get_attribute("class") or "")
+    assert page.errors == [] and page.outside == []

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import re
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -214,14 +216,17 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
 
 def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
     """Token objects -> Tokens. Odd entries are kept as text with a problem noted, never dropped."""
-    try:  # fast path: well-formed token objects, as trainers write them
-        texts = [t["text"] for t in items]
-        flags = [t.get("high_entropy") is True for t in items]
-        scores = [t.get("entropy_score") for t in items]
-    except (TypeError, KeyError, AttributeError):
+    try:  # fast path, loops in C: well-formed token objects, as trainers write them
+        texts = list(map(itemgetter("text"), items))
+        flags = list(map(dict.get, items, repeat("high_entropy")))
+        scores = list(map(dict.get, items, repeat("entropy_score")))
+    except (TypeError, KeyError):
         return _parse_odd_tokens(items, where, problems)
-    if not all(type(t) is str for t in texts) or not all(s is None or type(s) is float for s in scores):
+    if (not set(map(type, texts)) <= {str} or not set(map(type, flags)) <= {bool, type(None)}
+            or not set(map(type, scores)) <= {float, type(None)}):
         return _parse_odd_tokens(items, where, problems)
+    if None in flags:
+        flags = [f is True for f in flags]
     return Tokens(texts, flags, scores)
 
 
@@ -370,10 +375,10 @@ class _Meta:
 def summarize_list(values: list) -> MetaValue:
     if len(values) <= 8 and all(v is None or isinstance(v, (str, bool)) for v in values):
         return _as_text(values)
-    if values and all(type(v) is float for v in values):
+    if values and set(map(type, values)) <= NUMBER_TYPES:
         total = sum(values)
         if math.isfinite(total):  # then no value is NaN or infinite
-            return ListSummary(len(values), total / len(values), min(values), max(values))
+            return ListSummary(len(values), total / len(values), float(min(values)), float(max(values)))
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     finite = [v for v in numbers if math.isfinite(v)]
     return ListSummary(
@@ -385,6 +390,7 @@ def summarize_list(values: list) -> MetaValue:
     )
 
 
+NUMBER_TYPES = {float, int}  # exact types: bool is not a number here
 CORRECTNESS_KEYS = ("accuracy", "acc", "correct", "is_correct", "accuracy_reward")
 
 
@@ -410,6 +416,8 @@ def _aligned(values: Any, n: int) -> list[float | None] | None:
     if not isinstance(values, list) or len(values) not in (n, n + 1) or n == 0:
         return None
     values = values[len(values) - n:]
+    if set(map(type, values)) <= NUMBER_TYPES:
+        return values
     return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
 
 
@@ -417,6 +425,8 @@ def _mean_or_scalar(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, list):
+        if value and set(map(type, value)) <= NUMBER_TYPES and math.isfinite(total := sum(value)):
+            return total / len(value)
         finite = [float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)
                   and math.isfinite(v)]
         return sum(finite) / len(finite) if finite else None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass
 from html import escape
 from typing import Sequence, Union
@@ -118,10 +120,17 @@ def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence
     return "".join(parts)
 
 
-def number_list(values: Sequence[Union[float, None]]) -> str:
-    """Comma-separated numbers for a data attribute; one value when all are equal, '' for none."""
-    cells = ["" if v is None or not math.isfinite(v) else f"{v:.4g}" for v in values]
-    return cells[0] if len(set(cells)) == 1 else ",".join(cells)
+def packed_floats(values: Sequence[Union[float, None]]) -> Union[str, None]:
+    """Per-token numbers for a data attribute: little-endian float32, base64 (packed in C, 5.3
+    characters a value); one value when all are equal; missing values as NaN."""
+    if values and values.count(values[0]) == len(values):
+        values = values[:1]
+    if None in values:
+        values = [math.nan if v is None else v for v in values]
+    try:
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+    except (OverflowError, struct.error):
+        return None  # values beyond float32: no per-token details rather than wrong ones
 
 
 def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None = None) -> str:
@@ -130,7 +139,8 @@ def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None 
     n = len(tokens)
     head = min(n, max_tokens)
     shown = token_elements(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head])
-    extra = "".join(f' data-{name}="{number_list(v)}"' for name, v in (values or {}).items())
+    packed = {name: packed_floats(v) for name, v in (values or {}).items()}
+    extra = "".join(f' data-{name}="{p}"' for name, p in packed.items() if p is not None)
     html = f'<div class="td-tokens"{extra}>{shown}</div>'
     if n > head:
         rest = token_elements(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:])

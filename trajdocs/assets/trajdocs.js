@@ -236,17 +236,28 @@
     return token;
   }
 
-  /* Per-token numbers of a trajectory ("1.5,-0.2,..." or one value for all), parsed once. */
+  /* Per-token numbers of a trajectory: float32 little-endian, base64; one value stands for all. */
   function valueAt(container, name, position) {
     var cache = container.__trajdocs || (container.__trajdocs = {});
     if (!(name in cache)) {
       var raw = container.getAttribute("data-" + name);
-      cache[name] = raw === null ? null : raw.split(",");
+      cache[name] = null;
+      if (raw !== null) {
+        try {
+          var binary = atob(raw);
+          var bytes = new Uint8Array(binary.length);
+          for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+          cache[name] = new DataView(bytes.buffer);
+        } catch (e) { /* not base64: no details */ }
+      }
     }
-    var list = cache[name];
-    if (!list) return null;
-    var value = list.length === 1 ? list[0] : list[position];
-    return value === undefined || value === "" ? null : value;
+    var view = cache[name];
+    if (!view) return null;
+    var count = view.byteLength / 4;
+    var index = count === 1 ? 0 : position;
+    if (index >= count) return null;
+    var value = view.getFloat32(index * 4, true);
+    return isNaN(value) ? null : String(Number(value.toPrecision(4)));
   }
 
   function line(parent, label, value) {
