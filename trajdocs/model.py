@@ -48,7 +48,7 @@ class Trajectory:
     metadata: dict[str, MetaValue] = field(default_factory=dict)
     advantage: Union[float, None] = None  # sequence-level: the scalar, or the mean of a per-token list
     correct: Union[bool, None] = None  # from reward_metrics / acc fields, else reward > 0
-    token_values: dict[str, list[Union[float, None]]] = field(default_factory=dict)  # per token: logprob, advantage
+    token_values: dict[str, list] = field(default_factory=dict)  # per-token logprob / advantage lists, as read
     image_files: list[str] = field(default_factory=list)  # relative to the step file's folder
     image_data: list[str] = field(default_factory=list)  # base64 PNG
 

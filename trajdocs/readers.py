@@ -7,7 +7,7 @@ import math
 import os
 import re
 from itertools import repeat
-from operator import itemgetter
+from operator import is_, itemgetter
 from typing import Any
 
 import orjson
@@ -188,7 +188,6 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
         else:
             problems.add(f"{where}: images_base64 is not a list of base64 strings")
     traj.reward = _number(info.get("reward"), obj.get("reward"))
-    traj.advantage = _mean_or_scalar(obj.get("advantages"))
     traj.correct = correctness(info.get("reward_metrics"), info, obj, reward=traj.reward)
     if traj.tokens is not None and not traj.tokens.segments:
         for name, key in (("logprob", "action_log_probs"), ("advantage", "advantages")):
@@ -211,6 +210,8 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
         if key not in TEXT_FIELDS and key not in META_FIRST and key != "info":
             meta.add(str(key), value)
     traj.metadata = meta.fields
+    advantage = meta.fields.get("advantages")
+    traj.advantage = advantage.mean if isinstance(advantage, ListSummary) else _number(advantage)
     return traj
 
 
@@ -218,15 +219,12 @@ def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
     """Token objects -> Tokens. Odd entries are kept as text with a problem noted, never dropped."""
     try:  # fast path, loops in C: well-formed token objects, as trainers write them
         texts = list(map(itemgetter("text"), items))
-        flags = list(map(dict.get, items, repeat("high_entropy")))
+        flags = list(map(is_, map(dict.get, items, repeat("high_entropy")), repeat(True)))
         scores = list(map(dict.get, items, repeat("entropy_score")))
     except (TypeError, KeyError):
         return _parse_odd_tokens(items, where, problems)
-    if (not set(map(type, texts)) <= {str} or not set(map(type, flags)) <= {bool, type(None)}
-            or not set(map(type, scores)) <= {float, type(None)}):
+    if not set(map(type, texts)) <= {str} or not set(map(type, scores)) <= {float, type(None)}:
         return _parse_odd_tokens(items, where, problems)
-    if None in flags:
-        flags = [f is True for f in flags]
     return Tokens(texts, flags, scores)
 
 
@@ -375,8 +373,11 @@ class _Meta:
 def summarize_list(values: list) -> MetaValue:
     if len(values) <= 8 and all(v is None or isinstance(v, (str, bool)) for v in values):
         return _as_text(values)
-    if values and set(map(type, values)) <= NUMBER_TYPES:
-        total = sum(values)
+    if values:
+        try:
+            total = sum(values)  # TypeError for anything but numbers
+        except TypeError:
+            total = math.nan
         if math.isfinite(total):  # then no value is NaN or infinite
             return ListSummary(len(values), total / len(values), float(min(values)), float(max(values)))
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -390,7 +391,6 @@ def summarize_list(values: list) -> MetaValue:
     )
 
 
-NUMBER_TYPES = {float, int}  # exact types: bool is not a number here
 CORRECTNESS_KEYS = ("accuracy", "acc", "correct", "is_correct", "accuracy_reward")
 
 
@@ -410,27 +410,12 @@ def correctness(*sources: Any, reward: float | None) -> bool | None:
     return None
 
 
-def _aligned(values: Any, n: int) -> list[float | None] | None:
+def _aligned(values: Any, n: int) -> list | None:
     """A per-token list matched to n response tokens (a leading entry for the last prompt token
-    is dropped); None when it is no list or does not match."""
+    is dropped); None when it is no list or does not match in length."""
     if not isinstance(values, list) or len(values) not in (n, n + 1) or n == 0:
         return None
-    values = values[len(values) - n:]
-    if set(map(type, values)) <= NUMBER_TYPES:
-        return values
-    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
-
-
-def _mean_or_scalar(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, list):
-        if value and set(map(type, value)) <= NUMBER_TYPES and math.isfinite(total := sum(value)):
-            return total / len(value)
-        finite = [float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)
-                  and math.isfinite(v)]
-        return sum(finite) / len(finite) if finite else None
-    return None
+    return values[len(values) - n:]  # packing them for the page rejects anything but numbers
 
 
 def _number(*candidates: Any) -> float | None:

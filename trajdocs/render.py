@@ -9,6 +9,8 @@ import re
 import struct
 from dataclasses import dataclass
 from html import escape
+from itertools import compress, count, repeat
+from operator import add, is_not, or_
 from typing import Sequence, Union
 from urllib.parse import quote
 
@@ -100,37 +102,55 @@ def fmt_value(value: MetaValue) -> str:
     return esc(str(value))
 
 
+TOKEN_SEP = "\x1f\x1e"  # joins token texts to escape them in one pass; never inside a token here
+
+
 def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Union[float, None]]) -> str:
     """One short <i> per token (restyled upright): class "h" marks a high-entropy token, data-e
     carries a score. A token HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw,
     its JSON-escaped text."""
-    parts = []
-    append = parts.append
-    special = NEEDS_ESCAPE.search("".join(texts)) is not None
-    for text, high, score in zip(texts, flags, scores):
+    joined = TOKEN_SEP.join(texts)
+    raws: Sequence[str] = ()
+    if UNSHOWABLE.search(joined) or joined.count(TOKEN_SEP) != max(0, len(texts) - 1):
+        shown = [esc(t) for t in texts]
+        raws = [f' data-raw="{attr(json.dumps(t)[1:-1])}"' if UNSHOWABLE.search(t) else "" for t in texts]
+    elif NEEDS_ESCAPE.search(joined):
+        # one pass in C instead of one per token (no NUL or surrogate here: checked above)
+        shown = escape(joined, quote=False).replace("\r", "&#13;").split(TOKEN_SEP)
+    else:
+        shown = list(texts)
+    opens = ["<i>"] * len(shown)
+    for i in compress(count(), map(or_, flags, map(is_not, scores, repeat(None)))):  # flagged or scored
+        score = scores[i]
         if score is None:
-            attrs = ' class="h"' if high else ""
+            opens[i] = '<i class="h">'
+        elif flags[i]:
+            opens[i] = f'<i class="h" data-e="{_score(score)}">'
         else:
-            attrs = f' class="h" data-e="{_score(score)}"' if high else f' data-e="{_score(score)}"'
-        if special and NEEDS_ESCAPE.search(text):
-            if UNSHOWABLE.search(text):
-                attrs += f' data-raw="{attr(json.dumps(text)[1:-1])}"'
-            text = esc(text)
-        append(f"<i{attrs}>{text}</i>")
-    return "".join(parts)
+            opens[i] = f'<i data-e="{_score(score)}">'
+    for i, raw in enumerate(raws):
+        if raw:
+            opens[i] = opens[i][:-1] + raw + ">"
+    return "</i>".join(map(add, opens, shown)) + "</i>" if shown else ""
 
 
-def packed_floats(values: Sequence[Union[float, None]]) -> Union[str, None]:
-    """Per-token numbers for a data attribute: little-endian float32, base64 (packed in C, 5.3
-    characters a value); one value when all are equal; missing values as NaN."""
+def packed_floats(values: Sequence) -> Union[str, None]:
+    """Per-token numbers for a data attribute, packed in C: little-endian float16 in base64 (2.7
+    characters a value, ~3 significant digits, enough for a hover), or "!" + float32 when a value
+    is beyond float16; one value when all are equal; missing values as NaN. None when the list
+    holds anything but numbers."""
     if values and values.count(values[0]) == len(values):
         values = values[:1]
     if None in values:
         values = [math.nan if v is None else v for v in values]
-    try:
-        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
-    except (OverflowError, struct.error):
-        return None  # values beyond float32: no per-token details rather than wrong ones
+    for prefix, code in (("", "e"), ("!", "f")):
+        try:
+            return prefix + base64.b64encode(struct.pack(f"<{len(values)}{code}", *values)).decode("ascii")
+        except OverflowError:
+            continue
+        except struct.error:
+            return None
+    return None
 
 
 def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None = None) -> str:
@@ -203,8 +223,9 @@ def images_html(traj: Trajectory, asset_base: str) -> str:
     return f'<div class="td-images">{"".join(items)}</div>'
 
 
-def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), with_prompt: bool = True) -> str:
-    st = trajectory_stats(traj)
+def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), with_prompt: bool = True,
+                    st: Union[TokenStats, None] = None) -> str:
+    st = st or trajectory_stats(traj)
     meta = traj.metadata
     title = [f"Trajectory {traj.index}"]
     for key in ("experience_index", "sample_in_exp"):
@@ -252,9 +273,9 @@ def group_trajectories(trajectories: Sequence[Trajectory]) -> list[list[Trajecto
     return list(groups.values())
 
 
-def group_html(group: Sequence[Trajectory], options: RenderOptions) -> str:
+def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[int, TokenStats]) -> str:
     if len(group) == 1:
-        return trajectory_html(group[0], options)
+        return trajectory_html(group[0], options, st=stats.get(group[0].index))
     rewards = [t.reward for t in group if t.reward is not None and math.isfinite(t.reward)]
     mean = finite_mean(rewards)
     spread = ""
@@ -264,7 +285,7 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions) -> str:
                   f"(min {fmt_number(min(rewards))}, max {fmt_number(max(rewards))})")
     head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
             + prompt_html("Prompt", group[0].prompt or ""))
-    body = "".join(trajectory_html(t, options, with_prompt=False) for t in group)
+    body = "".join(trajectory_html(t, options, with_prompt=False, st=stats.get(t.index)) for t in group)
     return f'<div class="td-group">{head}{body}</div>'
 
 
@@ -360,10 +381,10 @@ def legend_html(scale: EntropyScale) -> str:
     return "".join(parts)
 
 
-def summary_table(trajectories: Sequence[Trajectory]) -> str:
+def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStats]) -> str:
     rows = []
     for t in trajectories:
-        st = trajectory_stats(t)
+        st = stats[t.index]
         correct = {True: "✓", False: "✗", None: DASH}[t.correct]
         rows.append(f'<tr data-index="{t.index}"><td><a href="#traj-{t.index}">{t.index}</a></td>'
                     f"<td>{fmt_number(t.reward)}</td><td>{fmt_number(t.advantage)}</td>"
@@ -399,9 +420,10 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
         top.append(step_summary_line(summary))
     pages = paginate(group_trajectories(data.trajectories), max(1, options.per_page))
     fragments = []
+    stats = {t.index: trajectory_stats(t) for t in data.trajectories}
     for groups in pages:
-        table = summary_table([t for g in groups for t in g]) if data.trajectories else ""
-        body = "".join(group_html(g, options) for g in groups)
+        table = summary_table([t for g in groups for t in g], stats) if data.trajectories else ""
+        body = "".join(group_html(g, options, stats) for g in groups)
         fragments.append(f'<div class="td-step{off}"{scale.attrs()}>{"".join(top)}{table}'
                          f'<div class="td-list">{body}</div></div>')
     return fragments

@@ -236,7 +236,19 @@
     return token;
   }
 
-  /* Per-token numbers of a trajectory: float32 little-endian, base64; one value stands for all. */
+  /* IEEE half-precision float at byte offset (little-endian). */
+  function float16(view, offset) {
+    var bits = view.getUint16(offset, true);
+    var sign = bits & 0x8000 ? -1 : 1;
+    var exponent = (bits >> 10) & 0x1f;
+    var fraction = bits & 0x3ff;
+    if (exponent === 0) return sign * Math.pow(2, -14) * (fraction / 1024);
+    if (exponent === 31) return fraction ? NaN : sign * Infinity;
+    return sign * Math.pow(2, exponent - 15) * (1 + fraction / 1024);
+  }
+
+  /* Per-token numbers of a trajectory: float16 little-endian in base64, or "!" + float32;
+     one value stands for all tokens. */
   function valueAt(container, name, position) {
     var cache = container.__trajdocs || (container.__trajdocs = {});
     if (!(name in cache)) {
@@ -244,20 +256,22 @@
       cache[name] = null;
       if (raw !== null) {
         try {
-          var binary = atob(raw);
+          var wide = raw.charAt(0) === "!";
+          var binary = atob(wide ? raw.slice(1) : raw);
           var bytes = new Uint8Array(binary.length);
           for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-          cache[name] = new DataView(bytes.buffer);
+          cache[name] = { view: new DataView(bytes.buffer), size: wide ? 4 : 2 };
         } catch (e) { /* not base64: no details */ }
       }
     }
-    var view = cache[name];
-    if (!view) return null;
-    var count = view.byteLength / 4;
+    var packed = cache[name];
+    if (!packed) return null;
+    var count = packed.view.byteLength / packed.size;
     var index = count === 1 ? 0 : position;
     if (index >= count) return null;
-    var value = view.getFloat32(index * 4, true);
-    return isNaN(value) ? null : String(Number(value.toPrecision(4)));
+    var value = packed.size === 4 ? packed.view.getFloat32(index * 4, true) : float16(packed.view, index * 2);
+    if (isNaN(value)) return null;
+    return String(Number(value.toPrecision(packed.size === 4 ? 4 : 3)));
   }
 
   function line(parent, label, value) {
