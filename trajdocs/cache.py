@@ -159,8 +159,8 @@ class StepCache:
         self.used: set[str] = set()
         self.by_workers = 0  # step files the last call rendered in worker processes
 
-    def fragment_bytes(self, key: str, page: int = 1) -> bytes:
-        return fragment_file(self.folder, key, page).read_bytes()
+    def fragment_file(self, key: str, page: int = 1) -> Path:
+        return fragment_file(self.folder, key, page)
 
     def cached(self, key: str) -> StepSummary | None:
         summary_file = self.folder / f"{key}.json"

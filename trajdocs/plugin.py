@@ -65,6 +65,25 @@ class StepPage:
     page: int = 1  # a step with many trajectories spans several pages
 
 
+def copy_file(src, out) -> None:  # type: ignore[no-untyped-def]
+    """Copy an open file into another at its position, in the kernel where it can."""
+    size = os.fstat(src.fileno()).st_size
+    sent = 0
+    try:
+        while sent < size:
+            done = os.sendfile(out.fileno(), src.fileno(), sent, size - sent)
+            if done == 0:
+                break
+            sent += done
+    except (AttributeError, OSError):
+        if sent:
+            raise
+    out.seek(0, os.SEEK_END)
+    if sent < size:
+        src.seek(sent)
+        shutil.copyfileobj(src, out)
+
+
 def title_text(name: str) -> str:
     """A name as page/nav title. Themes print titles as HTML and Material un-escapes them inside
     <title>, so angle brackets become look-alikes there; the page body shows the exact name."""
@@ -306,17 +325,20 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         assert self.cache is not None
         slot = SLOT.encode()
         for dest, info in self.unfilled:
+            fragment = self.cache.fragment_file(info.key, info.page)
+            with open(dest, "rb") as f:
+                head, found, tail = f.read().partition(slot)
+            if not found:
+                continue
             try:
-                fragment = self.cache.fragment_bytes(info.key, info.page)
+                with open(fragment, "rb") as src, open(dest, "wb") as out:
+                    out.write(head)
+                    out.flush()
+                    copy_file(src, out)
+                    out.write(tail)
             except OSError as err:
                 path = info.run.exp.steps[info.position].path
                 log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
-                fragment = b""
-            with open(dest, "rb") as f:
-                head, found, tail = f.read().partition(slot)
-            if found:
-                with open(dest, "wb") as f:
-                    f.write(head + fragment + tail)
         self.unfilled = []
         self.cache.prune()
 

@@ -318,15 +318,13 @@ class EntropyScale:
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory], summary: StepSummary) -> "EntropyScale":
         token_sets = [t.tokens for t in trajectories if t.tokens is not None and not t.tokens.segments]
-        scores = sorted(v for tk in token_sets for v in tk.scores if v is not None and math.isfinite(v))
-        if not scores:
-            scored = "none"
-        elif all(v is not None for tk in token_sets for v in tk.scores):
-            scored = "all"
-        else:
-            scored = "flagged"
-        heat_max = scores[min(len(scores) - 1, int(0.99 * len(scores)))] if scored == "all" else None
-        return cls(scored, heat_max, summary.high_entropy_ratio)
+        if not any(v is not None for tk in token_sets for v in tk.scores):
+            return cls("none", None, summary.high_entropy_ratio)
+        if any(None in tk.scores for tk in token_sets):
+            return cls("flagged", None, summary.high_entropy_ratio)
+        scores = sorted(v for tk in token_sets for v in tk.scores if math.isfinite(v))
+        heat_max = scores[min(len(scores) - 1, int(0.99 * len(scores)))] if scores else None
+        return cls("all", heat_max, summary.high_entropy_ratio)
 
     def attrs(self) -> str:
         out = f' data-scored="{self.scored}"'
