@@ -158,11 +158,14 @@ class StepCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
         self.by_workers = 0  # step files the last call rendered in worker processes
+        self.known: dict[str, StepSummary] = {}  # this process's summaries, for serve rebuilds
 
     def fragment_file(self, key: str, page: int = 1) -> Path:
         return fragment_file(self.folder, key, page)
 
     def cached(self, key: str) -> StepSummary | None:
+        if key in self.known and fragment_file(self.folder, key).exists():
+            return self.known[key]
         summary_file = self.folder / f"{key}.json"
         try:
             summary = StepSummary(**json.loads(summary_file.read_text(encoding="utf-8")))
@@ -189,8 +192,10 @@ class StepCache:
         else:
             summaries = [render_job(job) for job in jobs]
         made = iter(summaries)
-        return [(key, hit, True) if hit is not None else (key, next(made), False)
-                for key, hit in zip(keys, found)]
+        results = [(key, hit, True) if hit is not None else (key, next(made), False)
+                   for key, hit in zip(keys, found)]
+        self.known = {key: summary for key, summary, _ in results}
+        return results
 
     def prune(self) -> None:
         """Drop entries the last build did not use (old versions of changed files). Only names
