@@ -210,3 +210,9 @@ def wait_for_step(page, step: int) -> None:
     it swaps the content in, so wait for the new page's heading too."""
     page.wait_for_url(f"**/step-{step}/")
     page.wait_for_function(f"(document.querySelector('article h1, h1') || {{}}).textContent === 'Step {step}'")
+
+
+def steps_table(html: str) -> str:
+    """The experiment page's table of steps (charts link to steps too)."""
+    start = html.index('<table class="td-table td-sortable td-steps">')
+    return html[start:html.index("</table>", start)]

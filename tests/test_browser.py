@@ -70,7 +70,7 @@ def test_toggle_hides_metadata_and_persists_across_steps(page, site):
 
 def test_entropy_score_toggle_turns_hover_off(page, site):
     page.goto(site + "runs/exp/step-10/")
-    page.get_by_label("Entropy score").uncheck()
+    page.get_by_label("Entropy score", exact=True).uncheck()
     page.locator(".td-tokens .h").first.hover()
     assert not page.locator(".td-tip").is_visible()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mkdocs.exceptions import Abort
 
-from conftest import build_site, read, simple_run, tok, tokens_in, trajectory, write_step
+from conftest import build_site, read, steps_table, simple_run, tok, tokens_in, trajectory, write_step
 
 HOSTILE = ["<script>alert(1)</script>", "</s>", "<think>", "&amp;", "&lt;b&gt;", " ", "", "\n\n", "\r\n",
            "\ufffd", "中文", "🤔", "e\u0301", "\u2028", "\t", '"quoted"', "'", "a" * 300, "<!--", "]]>"]
@@ -169,7 +169,7 @@ def test_plain_mkdocs_theme(two_experiments):
     assert 'assets/trajdocs/trajdocs.css' in html and 'assets/trajdocs/trajdocs.js' in html
     assert len(tokens_in(html)) == 3
     assert (site / "assets" / "trajdocs" / "trajdocs.js").exists()
-    assert 'href="step-100/"' in read(site / "runs" / "exp-a" / "index.html")
+    assert 'href="step-100/"' in steps_table(read(site / "runs" / "exp-a" / "index.html"))
 
 
 def test_directory_urls_off(two_experiments):
@@ -204,7 +204,7 @@ def test_any_prefix_and_numeric_order(tmp_path):
     for step in (9, 10, 1):
         write_step(tmp_path / "results", "exp", step, [trajectory(step, 0, [tok("x", True, 1.0)])], prefix="rollouts")
     site = build_site(tmp_path)
-    html = read(site / "runs" / "exp" / "index.html")
+    html = steps_table(read(site / "runs" / "exp" / "index.html"))
     assert re.findall(r'<a href="step-(\d+)/">', html) == ["1", "9", "10"]
 
 
@@ -245,7 +245,7 @@ def test_worker_processes_give_the_same_site_as_one_process(tmp_path, caplog):
         assert ("8 read, 8 of them by worker processes" in caplog.text) == (workers == 2), caplog.text
         caplog.clear()
         pages[workers] = {p.relative_to(site).as_posix(): read(p) for p in (site / "runs").rglob("*.html")}
-    assert len(pages[1]) == 10 and pages[1].keys() == pages[2].keys()
+    assert len(pages[1]) == 11 and pages[1].keys() == pages[2].keys()  # 8 steps, experiment, overview, prompts
     for name, html in pages[1].items():
         assert pages[2][name].replace("w2", "w1") == html, name
 
@@ -267,11 +267,11 @@ def test_cache_reuses_entries_and_prunes_only_its_own_files(tmp_path, caplog):
     plugin = {"runs": "results", "cache_dir": "mycache", "workers": 1}
     build_site(tmp_path, plugin=plugin)
     entries = sorted(p.name for p in cache.iterdir())
-    assert len(entries) == 2 + 3 * 2  # ours: one summary and one page per step
+    assert len(entries) == 2 + 3 * 3  # ours: a summary, a page and extras per step
     write_step(tmp_path / "results", "exp", 2, [trajectory(2, 0, [tok("changed", True, 1.0)])])
     with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
         site = build_site(tmp_path, plugin=plugin)
     assert "(1 read, 2 from cache)" in caplog.text
     assert "changed" in read(site / "runs" / "exp" / "step-2" / "index.html")
     assert (cache / "notes.html").read_text() == "mine" and (cache / "data.json").exists()
-    assert len(list(cache.iterdir())) == 2 + 3 * 2  # the old entry of step 2 is gone
+    assert len(list(cache.iterdir())) == 2 + 3 * 3  # the old entries of step 2 are gone

@@ -9,12 +9,11 @@ import struct
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import pytest
 from mkdocs.exceptions import Abort
 
-from conftest import build_site, read, simple_run, tok, tokens_in, trajectory, write_step
+from conftest import build_site, read, steps_table, simple_run, tok, tokens_in, trajectory, write_step
 
 
 def png(width: int = 3, height: int = 2) -> bytes:
@@ -50,7 +49,7 @@ def test_verl_rollouts_are_experiments_with_prompt_groups(tmp_path):
     site = build_site(tmp_path, strict=True)
     overview = read(site / "runs" / "index.html")
     assert ">my-exp/rollout_data</a>" in overview
-    table = read(site / "runs" / "my-exp" / "rollout_data" / "index.html")
+    table = steps_table(read(site / "runs" / "my-exp" / "rollout_data" / "index.html"))
     assert re.findall(r'<a href="step-(\d+)/">', table) == ["1", "2", "10"]
     html = read(site / "runs" / "my-exp" / "rollout_data" / "step-2" / "index.html")
     assert html.count('class="td-group"') == 2

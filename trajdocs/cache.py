@@ -23,10 +23,10 @@ from typing import NamedTuple
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import read_step
-from .render import RenderOptions, esc, step_fragments
-from .stats import summarize_step
+from .render import RenderOptions, esc, page_numbers, step_fragments
+from .stats import forking_tokens, prompt_groups, summarize_step
 
-ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?\.(?:html|json)")
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+|\.extra)?\.(?:html|json)")
 _CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
 
 
@@ -51,18 +51,22 @@ def step_key(path: str, settings: str) -> str:
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def render_step(step: int, path: str, fmt: str, options: RenderOptions) -> tuple[StepSummary, list[str]]:
-    """Read, summarise and render one step file. Never raises."""
+def render_step(step: int, path: str, fmt: str, options: RenderOptions) -> tuple[StepSummary, list[str], dict]:
+    """Read, summarise and render one step file: aggregates, page bodies, and the extras that
+    experiment-wide views merge (forking tokens, prompt groups). Never raises."""
     data = read_step(path, fmt)
     try:
         summary = summarize_step(step, data)
         fragments = step_fragments(data, summary, path, options)
+        extras = {"forking": forking_tokens(data.trajectories),
+                  "prompts": prompt_groups(data.trajectories, page_numbers(data.trajectories, options))}
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
         fragments = [f'<div class="td-step"><p>{esc(summary.unreadable or "")}</p></div>']
+        extras = {}
     summary.pages = len(fragments)
     summary.images = sorted({rel for t in data.trajectories for rel in t.image_files})
-    return summary, fragments
+    return summary, fragments, extras
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -74,6 +78,10 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def extras_file(folder: Path, key: str) -> Path:
+    return folder / f"{key}.extra.json"
 
 
 def fragment_file(folder: Path, key: str, page: int = 1) -> Path:
@@ -100,11 +108,12 @@ def job_from_json(line: str) -> Job:
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    summary, fragments = render_step(job.step, job.path, job.fmt, job.options)
+    summary, fragments, extras = render_step(job.step, job.path, job.fmt, job.options)
     folder = Path(job.folder)
     for page, fragment in enumerate(fragments, 1):
         _write_atomic(fragment_file(folder, job.key, page), fragment)
-    _write_atomic(folder / f"{job.key}.json", json.dumps(dataclasses.asdict(summary)))
+    _write_atomic(extras_file(folder, job.key), json.dumps(extras))
+    _write_atomic(folder / f"{job.key}.json", json.dumps(dataclasses.asdict(summary)))  # last: marks complete
     return summary
 
 
@@ -162,6 +171,12 @@ class StepCache:
 
     def fragment_file(self, key: str, page: int = 1) -> Path:
         return fragment_file(self.folder, key, page)
+
+    def extras(self, key: str) -> dict:
+        try:
+            return json.loads(extras_file(self.folder, key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
 
     def cached(self, key: str) -> StepSummary | None:
         if key in self.known and fragment_file(self.folder, key).exists():

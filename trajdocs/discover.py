@@ -76,8 +76,11 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
     return experiments
 
 
+RESERVED_SLUGS = {"prompts"}  # site pages next to the experiments
+
+
 def _assign_slugs(experiments: list[Experiment]) -> None:
-    taken: set[str] = set()
+    taken: set[str] = set(RESERVED_SLUGS)
     for exp in experiments:
         slug = base = slugify(exp.name)
         n = 2

@@ -47,7 +47,8 @@ class Trajectory:
     response_length: Union[int, None] = None
     metadata: dict[str, MetaValue] = field(default_factory=dict)
     advantage: Union[float, None] = None  # sequence-level: the scalar, or the mean of a per-token list
-    correct: Union[bool, None] = None  # from reward_metrics / acc fields, else reward > 0
+    accuracy: Union[float, None] = None  # reward_metrics.accuracy or a similar field
+    correct: Union[bool, None] = None  # accuracy > 0 where there is one, else reward > 0
     token_values: dict[str, list] = field(default_factory=dict)  # per-token logprob / advantage lists, as read
     image_files: list[str] = field(default_factory=list)  # relative to the step file's folder
     image_data: list[str] = field(default_factory=list)  # base64 PNG
@@ -92,3 +93,7 @@ class StepSummary:
     unreadable: Union[str, None] = None
     pages: int = 1
     images: list[str] = field(default_factory=list)  # image files to copy, relative to the step file
+    mean_accuracy: Union[float, None] = None
+    mean_policy_entropy: Union[float, None] = None
+    mean_reflection: Union[float, None] = None
+    histogram: list[int] = field(default_factory=list)  # entropy scores per HISTOGRAM_BINS bin

@@ -6,9 +6,10 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Callable
 
 from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
@@ -21,6 +22,8 @@ from mkdocs.utils import get_relative_url, nest_paths
 
 from .cache import StepCache
 from .discover import duplicate_steps, empty_folders, find_experiments
+from .insights import (PromptUse, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
+                       experiment_charts, forking_table, recurring_prompts)
 from .model import Experiment, StepSummary
 from .readers import FORMATS
 from .render import (RenderOptions, clean, esc, experiment_table, fmt_number, fmt_ratio, latest_readable,
@@ -55,6 +58,7 @@ class ExperimentRun:
     summaries: list[StepSummary]
     page_uri: str
     step_uris: list[str]
+    keys: list[str] = field(default_factory=list)  # cache keys of the steps
 
 
 @dataclass
@@ -120,6 +124,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.experiment_pages: dict[str, ExperimentRun] = {}
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
+        self._views: dict[tuple, str] = {}  # merged views, see _memo
         self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
         self._temp_cache: str | None = None
@@ -193,6 +198,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 for problem in summary.problems:
                     log.warning(f"{step.path}: {problem}")
                 run.summaries.append(summary)
+                run.keys.append(key)
                 run.step_uris.append(self._step_uri(exp, step.step, 1))
                 images.update(summary.images)
                 for page in range(1, summary.pages + 1):
@@ -211,6 +217,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 continue
             self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True),
                            in_nav=not self.user_nav)
+            for name, content in (("steps.csv", aggregates_csv(run.summaries)),
+                                  ("steps.json", aggregates_json(run.summaries))):
+                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/{name}", content=content))
             self.runs.append(run)
             self.experiment_pages[run.page_uri] = run
         for folder in empty_folders(self.roots, experiments):
@@ -218,7 +227,11 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if not self.runs:
             log.info(f"no step files found under {', '.join(self.roots)}")
         self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
+        self._add_page(files, config, self.prompts_uri, page_source("Recurring prompts", "Recurring prompts", True),
+                       in_nav=not self.user_nav)
         config.nav = self._expand_nav(config.nav) if self.user_nav else self._nav(files)
+        current = tuple(k for run in self.runs for k in run.keys)
+        self._views = {state: view for state, view in self._views.items() if state[2] == current}
         workers = f", {self.cache.by_workers} of them by worker processes" if self.cache.by_workers else ""
         log.info(f"{len(self.runs)} experiments, {sum(len(r.summaries) for r in self.runs)} steps "
                  f"({read} read{workers}, {cached} from cache) in {time.monotonic() - started:.1f} s")
@@ -232,6 +245,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
     def overview_uri(self) -> str:
         return f"{self.prefix}/index.md"
 
+    @property
+    def prompts_uri(self) -> str:
+        return f"{self.prefix}/prompts.md"
+
     def _add_page(self, files: Files, config: MkDocsConfig, uri: str, content: str, in_nav: bool = True) -> None:
         if files.get_file_from_path(uri) is not None:
             raise PluginError(f"trajdocs: {uri} already exists in the docs; set the trajdocs 'path' option "
@@ -243,13 +260,14 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     def _nav(self, files: Files) -> list:
         """MkDocs' default nav for the user's pages, plus one section: overview and experiments."""
-        ours = {self.overview_uri} | {run.page_uri for run in self.runs}
+        ours = {self.overview_uri, self.prompts_uri} | {run.page_uri for run in self.runs}
         pages = sorted(files.documentation_pages(), key=file_sort_key)
         nav = nest_paths(f.src_uri for f in pages if f.inclusion.is_in_nav() and f.src_uri not in ours)
         return [*nav, {title_text(self.config.nav_title): self._section()}]
 
     def _section(self) -> list:
-        return [{"Overview": self.overview_uri}] + [{title_text(run.exp.name): run.page_uri} for run in self.runs]
+        return ([{"Overview": self.overview_uri}, {"Recurring prompts": self.prompts_uri}]
+                + [{title_text(run.exp.name): run.page_uri} for run in self.runs])
 
     def _expand_nav(self, nav: list) -> list:
         """A user-written nav stays as written, except that an entry for the overview page becomes
@@ -294,6 +312,55 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             links += pager(urls, info.page, run.summaries[here].trajectories, self.options.per_page)
         return links
 
+    def _memo(self, name: str, make: Callable[[], str]) -> str:
+        """Views merged from every step's extras, kept while no step changes (serve rebuilds)."""
+        state = (name, self.config.path, tuple(k for run in self.runs for k in run.keys))
+        if state not in self._views:
+            self._views[state] = make()
+        return self._views[state]
+
+    def _run_view(self, run: ExperimentRun, from_page: bool) -> Run:
+        return Run(run.exp.name, run.summaries, [self._link(run, u, from_page) for u in run.step_uris])
+
+    def _extras(self, run: ExperimentRun):  # type: ignore[no-untyped-def]
+        assert self.cache is not None
+        for summary, key in zip(run.summaries, run.keys):
+            if not summary.unreadable:
+                yield summary.step, self.cache.extras(key)
+
+    def _prompt_uses(self, page: Page):  # type: ignore[no-untyped-def]
+        for run in self.runs:
+            for step, extra in self._extras(run):
+                for group in extra.get("prompts", []):
+                    target = self.urls[self._step_uri(run.exp, step, group.get("best_page", 1))]
+                    url = f"{get_relative_url(target, page.url)}#traj-{group['best_index']}"
+                    yield PromptUse(run.exp.name, step, url, group)
+
+    def _overview_body(self, page: Page) -> str:
+        if not self.runs:
+            return "<p>No step files found yet.</p>"
+        urls = [get_relative_url(self.urls[run.page_uri], page.url) for run in self.runs]
+        rows = [(run.exp, run.summaries, url) for run, url in zip(self.runs, urls)]
+        views = [Run(run.exp.name, run.summaries,
+                     [get_relative_url(self.urls[u], page.url) for u in run.step_uris]) for run in self.runs]
+        prompts = get_relative_url(self.urls[self.prompts_uri], page.url)
+        return (overview_table(rows)
+                + f'<p class="td-facts"><a href="{prompts}">Recurring prompts</a>: responses to the same prompt '
+                  "at different steps and in different experiments.</p>"
+                + "<h2>Comparison</h2>" + comparison_table(views, urls) + comparison_charts(views))
+
+    def _experiment_body(self, run: ExperimentRun) -> str:
+        table = experiment_table(run.summaries, [self._link(run, u, False) for u in run.step_uris])
+        forking = self._memo(f"forking:{run.page_uri}", lambda: forking_table(lambda: self._extras(run)))
+        downloads = ('<p class="td-facts">Step aggregates: <a href="steps.csv" download>CSV</a> · '
+                     '<a href="steps.json" download>JSON</a></p>')
+        parts = [experiment_charts(self._run_view(run, False)), "<h2>Steps</h2>", downloads, table]
+        if forking:
+            parts += ["<h2>Forking tokens</h2>", '<p class="td-note">The token strings most often flagged '
+                      "high-entropy in this experiment, and how often they are flagged early and late in "
+                      "training.</p>", forking]
+        return "".join(parts)
+
     def _experiment_facts(self, run: ExperimentRun) -> str:
         steps = run.summaries
         latest = latest_readable(steps)
@@ -307,12 +374,11 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
         uri = page.file.src_uri
         if uri == self.overview_uri:
-            rows = [(run.exp, run.summaries, get_relative_url(self.urls[run.page_uri], page.url)) for run in self.runs]
-            return output.replace(SLOT, overview_table(rows) if rows else "<p>No step files found yet.</p>", 1)
+            return output.replace(SLOT, self._overview_body(page), 1)
+        if uri == self.prompts_uri:
+            return output.replace(SLOT, self._memo("prompts", lambda: recurring_prompts(lambda: self._prompt_uses(page))), 1)
         if uri in self.experiment_pages:
-            run = self.experiment_pages[uri]
-            table = experiment_table(run.summaries, [self._link(run, u, False) for u in run.step_uris])
-            return output.replace(SLOT, table, 1)
+            return output.replace(SLOT, self._experiment_body(self.experiment_pages[uri]), 1)
         info = self.step_pages.get(uri)
         if info is not None and SLOT in output:
             self.unfilled.append((page.file.abs_dest_path, info))

@@ -188,7 +188,8 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
         else:
             problems.add(f"{where}: images_base64 is not a list of base64 strings")
     traj.reward = _number(info.get("reward"), obj.get("reward"))
-    traj.correct = correctness(info.get("reward_metrics"), info, obj, reward=traj.reward)
+    traj.accuracy = accuracy(info.get("reward_metrics"), info, obj)
+    traj.correct = correctness(traj.accuracy, traj.reward)
     if traj.tokens is not None and not traj.tokens.segments:
         for name, key in (("logprob", "action_log_probs"), ("advantage", "advantages")):
             values = _aligned(obj.get(key), len(traj.tokens))
@@ -308,7 +309,8 @@ def verl_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
     if output is None:
         problems.add(f"sample {index}: no output field")
     traj.reward = _number(obj.get("score"), obj.get("reward"))
-    traj.correct = correctness(obj, reward=traj.reward)
+    traj.accuracy = accuracy(obj)
+    traj.correct = correctness(traj.accuracy, traj.reward)
     meta = _Meta()
     for key, value in obj.items():
         if key not in ("input", "output"):
@@ -394,17 +396,22 @@ def summarize_list(values: list) -> MetaValue:
 CORRECTNESS_KEYS = ("accuracy", "acc", "correct", "is_correct", "accuracy_reward")
 
 
-def correctness(*sources: Any, reward: float | None) -> bool | None:
-    """Whether a response is right: the first correctness field found (bool or number > 0) in
-    `sources` (reward_metrics, info, the record), else reward > 0, else unknown."""
+def accuracy(*sources: Any) -> float | None:
+    """The first accuracy-like field (bool as 1 / 0, or a number) in `sources`: reward_metrics,
+    info, the record."""
     for source in sources:
         if isinstance(source, dict):
             for key in CORRECTNESS_KEYS:
                 value = source.get(key)
-                if isinstance(value, bool):
-                    return value
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    return value > 0
+                if isinstance(value, (bool, int, float)) and math.isfinite(value):
+                    return float(value)
+    return None
+
+
+def correctness(acc: float | None, reward: float | None) -> bool | None:
+    """Right or wrong: from the accuracy field where there is one, else reward > 0."""
+    if acc is not None:
+        return acc > 0
     if reward is not None and math.isfinite(reward):
         return reward > 0
     return None

@@ -14,10 +14,11 @@ from operator import add, is_not, or_
 from typing import Sequence, Union
 from urllib.parse import quote
 
+from .charts import bar_chart
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
-from .stats import TokenStats, finite_mean, trajectory_stats
+from .stats import HISTOGRAM_WIDTH, TokenStats, finite_mean, trajectory_stats
+from .text import DASH, NEEDS_ESCAPE, UNSHOWABLE, attr, clean, esc, fmt_number, fmt_ratio  # noqa: F401 (re-exported)
 
-DASH = "—"
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("scores", "Entropy score", True),
     ("meta", "Metadata", True),
@@ -27,9 +28,6 @@ TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
 )
 
 
-SURROGATE = re.compile("[\ud800-\udfff]")
-UNSHOWABLE = re.compile("[\x00\ud800-\udfff]")
-NEEDS_ESCAPE = re.compile("[&<>\r\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -40,48 +38,6 @@ class RenderOptions:
 
     def key(self) -> str:
         return f"{self.per_page}|{self.max_tokens}|{self.asset_base}"
-
-
-def clean(text: str) -> str:
-    """Lone surrogates (possible in JSON, impossible in UTF-8) become U+FFFD."""
-    return SURROGATE.sub("\ufffd", text) if SURROGATE.search(text) else text
-
-
-def esc(text: str) -> str:
-    """Escape text for element content. CR is written as a reference (the HTML parser would turn
-    a raw CR into LF); NUL cannot appear in an HTML document, so it is shown as U+2400."""
-    out = escape(clean(text), quote=False)
-    if "\r" in out:
-        out = out.replace("\r", "&#13;")
-    if "\x00" in out:
-        out = out.replace("\x00", "\u2400")
-    return out
-
-
-def attr(text: str) -> str:
-    return esc(text).replace('"', "&quot;")
-
-
-def fmt_number(x: Union[float, int, None]) -> str:
-    if x is None:
-        return DASH
-    if isinstance(x, bool):
-        return str(x).lower()
-    if isinstance(x, int):
-        return str(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if x == 0:
-        return "0"
-    if abs(x) < 1e-3:
-        return f"{x:.3e}"
-    return f"{x:.4f}".rstrip("0").rstrip(".") if x != int(x) or abs(x) < 1e15 else f"{x:.6g}"
-
-
-def fmt_ratio(x: Union[float, None]) -> str:
-    return DASH if x is None else f"{100 * x:.1f}%"
 
 
 def fmt_value(value: MetaValue) -> str:
@@ -283,8 +239,10 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
         std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards))
         spread = (f" · reward mean {fmt_number(mean)} ± {fmt_number(std)} "
                   f"(min {fmt_number(min(rewards))}, max {fmt_number(max(rewards))})")
+    versus = ('<button type="button" class="td-compare">Best and worst side by side</button>'
+              if len(rewards) > 1 and max(rewards) != min(rewards) else "")
     head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
-            + prompt_html("Prompt", group[0].prompt or ""))
+            + prompt_html("Prompt", group[0].prompt or "") + versus)
     body = "".join(trajectory_html(t, options, with_prompt=False, st=stats.get(t.index)) for t in group)
     return f'<div class="td-group">{head}{body}</div>'
 
@@ -333,6 +291,12 @@ class EntropyScale:
         if self.file_ratio is not None:
             out += f' data-file-ratio="{self.file_ratio!r}"'
         return out
+
+
+def page_numbers(trajectories: Sequence[Trajectory], options: RenderOptions) -> dict[int, int]:
+    """Trajectory index -> number of the step page it is on."""
+    pages = paginate(group_trajectories(trajectories), max(1, options.per_page))
+    return {t.index: n for n, groups in enumerate(pages, 1) for g in groups for t in g}
 
 
 def controls_html(scale: EntropyScale) -> str:
@@ -416,6 +380,10 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
         if any(t.tokens is not None for t in data.trajectories):
             top.append(legend_html(scale))
         top.append(step_summary_line(summary))
+        chart = bar_chart(f"Entropy scores of step {summary.step} ({sum(summary.histogram)} scored tokens)",
+                          summary.histogram, HISTOGRAM_WIDTH, "entropy score")
+        if chart:
+            top.append(f'<details class="td-hist"><summary>Entropy score distribution</summary>{chart}</details>')
     pages = paginate(group_trajectories(data.trajectories), max(1, options.per_page))
     fragments = []
     stats = {t.index: trajectory_stats(t) for t in data.trajectories}
@@ -471,7 +439,7 @@ def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> s
             f'<tr><td><a href="{attr(url)}">{s.step}</a></td><td>{s.trajectories}</td>'
             f"<td>{fmt_number(s.mean_reward)}</td><td>{fmt_number(s.mean_response_length)}</td>"
             f"<td>{fmt_ratio(s.high_entropy_ratio)}</td><td>{fmt_number(s.mean_entropy)}</td><td>{status}</td></tr>")
-    return f'<table class="td-table td-steps"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<table class="td-table td-sortable td-steps"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def latest_readable(summaries: Sequence[StepSummary]) -> Union[StepSummary, None]:
@@ -491,4 +459,4 @@ def overview_table(rows: Sequence[tuple[Experiment, Sequence[StepSummary], str]]
             f"<td>{DASH if latest is None else latest.step}</td>"
             f"<td>{fmt_number(latest.mean_reward if latest else None)}</td>"
             f"<td>{fmt_ratio(latest.high_entropy_ratio if latest else None)}</td></tr>")
-    return f'<table class="td-table td-experiments"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+    return f'<table class="td-table td-sortable td-experiments"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'

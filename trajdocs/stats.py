@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import Counter
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_not
 from typing import Iterable, Union
 
-from .model import StepData, StepSummary, Tokens, Trajectory
+from .model import ListSummary, StepData, StepSummary, Tokens, Trajectory
+
+HISTOGRAM_WIDTH = 0.25  # entropy units per bin
+HISTOGRAM_BINS = 41  # 0 to 10 in steps of 0.25, then one bin for 10 and above
+TOP_FORKING = 200  # token strings kept per step for the experiment's forking-token table
+PROMPT_CHARS = 400  # end of a prompt kept for the recurring-prompts page
+EXCERPT_CHARS = 300  # opening of the best response kept there
 
 
 @dataclass(slots=True)
@@ -61,4 +71,81 @@ def summarize_step(step: int, data: StepData) -> StepSummary:
     summary.mean_reward = finite_mean(t.reward for t in trajs)
     lengths = [float(t.response_length) for t in trajs if t.response_length is not None]
     summary.mean_response_length = finite_mean(lengths)
+    summary.mean_accuracy = finite_mean(t.accuracy for t in trajs)
+    summary.mean_policy_entropy = finite_mean(_scalar(t.metadata.get("policy_entropy")) for t in trajs)
+    summary.mean_reflection = finite_mean(_scalar(t.metadata.get("reflection_pattern_score")) for t in trajs)
+    summary.histogram = histogram(trajs)
     return summary
+
+
+def _scalar(value: object) -> Union[float, None]:
+    if isinstance(value, ListSummary):
+        return value.mean
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def histogram(trajectories: Iterable[Trajectory]) -> list[int]:
+    """Counts of finite entropy scores in fixed bins shared by every step (comparable over steps)."""
+    counts = [0] * HISTOGRAM_BINS
+    last = HISTOGRAM_BINS - 1
+    for traj in trajectories:
+        if traj.tokens is None:
+            continue
+        scores = traj.tokens.scores
+        for score in compress(scores, map(is_not, scores, repeat(None))):
+            if math.isfinite(score):
+                counts[min(last, max(0, int(score / HISTOGRAM_WIDTH)))] += 1
+    return counts if any(counts) else []
+
+
+def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -> dict[str, list]:
+    """The step's most often flagged token strings, whitespace stripped (" Wait" and "Wait" are
+    one; whitespace-only tokens count as ""): text -> [occurrences, flagged, score sum, scored]."""
+    token_sets = [t.tokens for t in trajectories if t.tokens is not None and not t.tokens.segments]
+    raw_flagged: Counter[str] = Counter()
+    raw_seen: Counter[str] = Counter()
+    for tokens in token_sets:  # count raw strings in C, strip only the distinct ones
+        raw_flagged.update(compress(tokens.texts, tokens.flags))
+        raw_seen.update(tokens.texts)
+    flagged: Counter[str] = Counter()
+    for text, n in raw_flagged.items():
+        flagged[text.strip()] += n
+    table = {text: [0, n, 0.0, 0] for text, n in flagged.most_common(top)}
+    for text, n in raw_seen.items():
+        row = table.get(text.strip())
+        if row is not None:
+            row[0] += n
+    for tokens in token_sets:
+        scored = compress(zip(tokens.texts, tokens.scores), map(is_not, tokens.scores, repeat(None)))
+        for text, score in scored:
+            row = table.get(text.strip())
+            if row is not None and math.isfinite(score):
+                row[2] += score
+                row[3] += 1
+    return table
+
+
+def prompt_groups(trajectories: Iterable[Trajectory], page_of: dict[int, int]) -> list[dict]:
+    """Per prompt of the step: a key, the prompt's end (where the question usually is), and the
+    responses' rewards, with the best one's index, page and opening."""
+    groups: dict[str, list[Trajectory]] = {}
+    for traj in trajectories:
+        if traj.prompt:
+            groups.setdefault(traj.prompt, []).append(traj)
+    out = []
+    for prompt, members in groups.items():
+        rewards = [t.reward for t in members if t.reward is not None and math.isfinite(t.reward)]
+        best = max(members, key=lambda t: t.reward if t.reward is not None and math.isfinite(t.reward) else -math.inf)
+        text = best.pure_generated_text if best.pure_generated_text is not None else (
+            "".join(best.tokens.texts) if best.tokens is not None else "")
+        out.append({
+            "key": hashlib.sha1(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16],
+            "prompt": prompt[-PROMPT_CHARS:], "responses": len(members),
+            "mean_reward": sum(rewards) / len(rewards) if rewards else None,
+            "best_reward": max(rewards) if rewards else None,
+            "best_index": best.index, "best_page": page_of.get(best.index, 1),
+            "best_start": text[:EXCERPT_CHARS],
+        })
+    return out

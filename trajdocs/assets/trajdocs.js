@@ -150,6 +150,7 @@
 
   function init() {
     hideTip();
+    prepareTables();
     var state = loadState();
     document.querySelectorAll(".td-step").forEach(function (step) {
       step.querySelectorAll("input[data-td-toggle]").forEach(function (box) {
@@ -199,6 +200,10 @@
   document.addEventListener("click", function (event) {
     var target = event.target;
     if (!target.closest) return;
+    var header = target.closest("table.td-sortable th");
+    if (header) { sortTable(header); return; }
+    var versus = target.closest("button.td-compare");
+    if (versus) { compareGroup(versus); return; }
     var reset = target.closest("[data-td-reset='ratio']");
     if (reset) {
       remember("ratio", null);
@@ -220,6 +225,77 @@
     var thumb = target.closest("img.td-thumb");
     if (thumb && !thumb.closest("a")) thumb.classList.toggle("td-zoom");
   });
+
+  /* --- sortable tables: click (or Enter on) a header ------------------------------------ */
+  function cellValue(row, column) {
+    var cell = row.children[column];
+    if (!cell) return { number: NaN, text: "" };
+    var raw = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
+    return { number: raw === "" ? NaN : parseFloat(raw.replace(/[,%]/g, "")), text: raw };
+  }
+
+  function sortTable(th) {
+    var table = th.closest("table");
+    var tbody = table.tBodies[0];
+    if (!tbody) return;
+    var column = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    th.parentNode.querySelectorAll("th").forEach(function (other) { other.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var rows = Array.prototype.slice.call(tbody.rows);
+    var numeric = rows.every(function (r) { var v = cellValue(r, column); return v.text === "" || v.text === "\u2014" || !isNaN(v.number); });
+    rows.sort(function (a, b) {
+      var x = cellValue(a, column), y = cellValue(b, column);
+      if (numeric) {
+        if (isNaN(x.number) !== isNaN(y.number)) return isNaN(x.number) ? 1 : -1;  // blanks last
+        return ascending ? x.number - y.number : y.number - x.number;
+      }
+      return ascending ? x.text.localeCompare(y.text) : y.text.localeCompare(x.text);
+    });
+    rows.forEach(function (r) { tbody.appendChild(r); });
+  }
+
+  function prepareTables() {
+    document.querySelectorAll("table.td-sortable th").forEach(function (th) {
+      th.tabIndex = 0;
+      th.title = "sort by this column";
+    });
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && event.target.matches && event.target.matches("table.td-sortable th")) sortTable(event.target);
+  });
+
+  /* --- a prompt group's best and worst responses, side by side -------------------------- */
+  function compareGroup(button) {
+    var group = button.closest(".td-group");
+    var view = group.querySelector(".td-versus");
+    if (view) { view.remove(); button.textContent = "Best and worst side by side"; return; }
+    var sections = Array.prototype.slice.call(group.querySelectorAll(".td-traj")).filter(function (s) {
+      return !isNaN(parseFloat(s.getAttribute("data-reward")));
+    });
+    if (sections.length < 2) return;
+    sections.sort(function (a, b) { return parseFloat(b.getAttribute("data-reward")) - parseFloat(a.getAttribute("data-reward")); });
+    view = document.createElement("div");
+    view.className = "td-versus";
+    [["best", sections[0]], ["worst", sections[sections.length - 1]]].forEach(function (pair) {
+      var column = document.createElement("div");
+      var label = document.createElement("div");
+      label.className = "td-label";
+      label.textContent = pair[0] + ": trajectory " + pair[1].getAttribute("data-index") + ", reward " + pair[1].getAttribute("data-reward");
+      column.appendChild(label);
+      var tokens = pair[1].querySelector(".td-tokens");
+      if (tokens) {
+        var copy = tokens.cloneNode(true);
+        var rest = pair[1].querySelector("template.td-rest");
+        if (rest) copy.appendChild(rest.content.cloneNode(true));
+        column.appendChild(copy);
+      }
+      view.appendChild(column);
+    });
+    button.insertAdjacentElement("afterend", view);
+    button.textContent = "Close the comparison";
+  }
 
   /* --- token details on hover and focus ------------------------------------------------- */
   function visible(text) {

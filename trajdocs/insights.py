@@ -1,0 +1,245 @@
+"""Views across steps and experiments, from per-step aggregates and the per-step extras
+(forking tokens, prompt groups). Extras are streamed: never all steps' extras in memory at once."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from collections import Counter
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Union
+
+from .charts import Point, Series, bar_chart, line_chart, sparkline
+from .model import StepSummary
+from .text import DASH, esc, fmt_number, fmt_ratio
+from .stats import HISTOGRAM_WIDTH
+
+Getter = Callable[[StepSummary], Union[float, None]]
+METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, format)
+    ("reward", "Mean reward", lambda s: s.mean_reward, fmt_number),
+    ("accuracy", "Accuracy (reward_metrics)", lambda s: s.mean_accuracy, fmt_number),
+    ("length", "Mean response length (tokens)", lambda s: s.mean_response_length, fmt_number),
+    ("ratio", "High-entropy ratio", lambda s: s.high_entropy_ratio, fmt_ratio),
+    ("entropy", "Mean entropy of scored tokens", lambda s: s.mean_entropy, fmt_number),
+    ("policy", "Policy entropy", lambda s: s.mean_policy_entropy, fmt_number),
+    ("reflection", "Reflection pattern score", lambda s: s.mean_reflection, fmt_number),
+]
+CSV_FIELDS = ("step", "trajectories", "mean_reward", "mean_accuracy", "mean_response_length",
+              "high_entropy_ratio", "mean_entropy", "mean_policy_entropy", "mean_reflection", "tokens",
+              "high_entropy_tokens", "problems", "unreadable")
+
+
+class Run(NamedTuple):
+    """One experiment as the views need it: name, step aggregates, and links to its step pages."""
+
+    name: str
+    summaries: Sequence[StepSummary]
+    step_urls: Sequence[str]
+
+
+def readable(run: Run) -> list[tuple[StepSummary, str]]:
+    return [(s, u) for s, u in zip(run.summaries, run.step_urls) if not s.unreadable]
+
+
+def experiment_charts(run: Run) -> str:
+    rows = readable(run)
+    charts = []
+    for key, title, get, fmt in METRICS:
+        if key == "accuracy":
+            continue  # drawn with the reward
+        points = [Point(s.step, get(s), url) for s, url in rows]
+        if all(p.y is None for p in points):
+            continue
+        series = [Series(title, points)]
+        if key == "reward" and any(s.mean_accuracy is not None for s, _ in rows):
+            series = [Series("mean reward", points),
+                      Series("accuracy", [Point(s.step, s.mean_accuracy, url) for s, url in rows])]
+            title = "Mean reward and accuracy"
+        charts.append(line_chart(title, series, fmt))
+    charts.append(entropy_quantiles_chart([Run(run.name, [s for s, _ in rows], [u for _, u in rows])]))
+    charts.append(histogram_overlay(rows))
+    return f'<div class="td-charts">{"".join(c for c in charts if c)}</div>'
+
+
+def quantile(counts: Sequence[int], q: float) -> Union[float, None]:
+    """Approximate quantile of the scores behind a histogram (linear within a bin)."""
+    total = sum(counts)
+    if not total:
+        return None
+    target, seen = q * total, 0
+    for i, n in enumerate(counts):
+        if n and seen + n >= target:
+            return (i + (target - seen) / n) * HISTOGRAM_WIDTH
+        seen += n
+    return len(counts) * HISTOGRAM_WIDTH
+
+
+def entropy_quantiles_chart(runs: Sequence[Run]) -> str:
+    series = []
+    for run in runs:
+        for q in (0.5, 0.9, 0.99):
+            points = [Point(s.step, quantile(s.histogram, q), url) for s, url in zip(run.summaries, run.step_urls)
+                      if s.histogram]
+            if points:
+                label = f"p{round(q * 100)}" if len(runs) == 1 else f"{run.name} p{round(q * 100)}"
+                series.append(Series(label, points))
+    return line_chart("Entropy scores over steps: median, 90th and 99th percentile", series, fmt_number)
+
+
+def histogram_overlay(rows: Sequence[tuple[StepSummary, str]]) -> str:
+    with_hist = [s for s, _ in rows if s.histogram]
+    if not with_hist:
+        return ""
+    picks = {id(s): s for s in (with_hist[0], with_hist[len(with_hist) // 2], with_hist[-1])}.values()
+    series = []
+    for s in picks:
+        total = sum(s.histogram)
+        series.append(Series(f"step {s.step}", [Point(i * HISTOGRAM_WIDTH, n / total)
+                                                for i, n in enumerate(s.histogram)]))
+    return line_chart("Entropy score distribution: first, middle and last step (share of scored tokens)",
+                      series, fmt_ratio, x_label="entropy score")
+
+
+def step_histogram(summary: StepSummary) -> str:
+    return bar_chart(f"Entropy scores of step {summary.step}", summary.histogram, HISTOGRAM_WIDTH, "entropy score")
+
+
+def aggregates_csv(summaries: Sequence[StepSummary]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for s in summaries:
+        row = dataclasses.asdict(s)
+        row["problems"] = len(s.problems)
+        writer.writerow(["" if row[f] is None else row[f] for f in CSV_FIELDS])
+    return out.getvalue()
+
+
+def aggregates_json(summaries: Sequence[StepSummary]) -> str:
+    keep = set(CSV_FIELDS) | {"histogram"}
+    return json.dumps([{k: v for k, v in dataclasses.asdict(s).items() if k in keep} for s in summaries], indent=1)
+
+
+# --- forking tokens -------------------------------------------------------------------------
+
+Extras = Callable[[], Iterator[tuple[int, dict]]]  # yields (step, extras) in step order, afresh each call
+
+
+def forking_table(extras: Extras, top: int = 30) -> str:
+    totals: dict[str, list] = {}
+    steps = []
+    for step, extra in extras():
+        steps.append(step)
+        for text, (occ, flagged, score_sum, scored) in extra.get("forking", {}).items():
+            row = totals.setdefault(text, [0, 0, 0.0, 0])
+            row[0] += occ
+            row[1] += flagged
+            row[2] += score_sum
+            row[3] += scored
+    if not totals:
+        return ""
+    chosen = sorted(totals, key=lambda t: (-totals[t][1], t))[:top]
+    per_step: dict[str, list] = {t: [] for t in chosen}
+    for _, extra in extras():
+        forking = extra.get("forking", {})
+        for text in chosen:
+            row = forking.get(text)
+            per_step[text].append(row[1] / row[0] if row and row[0] else None)
+    third = max(1, len(steps) // 3)
+    head = ("<tr><th>Token</th><th>Flagged</th><th>Occurrences</th><th>Share flagged</th><th>Mean score</th>"
+            f"<th>Share, first {third} steps</th><th>Share, last {third} steps</th><th>Share over steps</th></tr>")
+    rows = []
+    for text in chosen:
+        occ, flagged, score_sum, scored = totals[text]
+        series = per_step[text]
+        early, late = _mean(series[:third]), _mean(series[-third:])
+        shown = esc(text) if text else '<span class="td-null">(whitespace)</span>'
+        rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'
+                    f'<td data-sort="{occ}">{occ}</td><td data-sort="{flagged / occ if occ else 0}">{fmt_ratio(flagged / occ if occ else None)}</td>'
+                    f'<td data-sort="{score_sum / scored if scored else ""}">{fmt_number(score_sum / scored if scored else None)}</td>'
+                    f'<td data-sort="{"" if early is None else early}">{fmt_ratio(early)}</td>'
+                    f'<td data-sort="{"" if late is None else late}">{fmt_ratio(late)}</td><td>{sparkline(series)}</td></tr>')
+    return (f'<table class="td-table td-sortable td-forking"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+            '<p class="td-note">Counted from each step\'s 200 most often flagged token strings, whitespace '
+            'stripped. Share flagged: flagged occurrences ÷ all occurrences of the string.</p>')
+
+
+def _mean(values: Iterable[Union[float, None]]) -> Union[float, None]:
+    finite = [v for v in values if v is not None]
+    return sum(finite) / len(finite) if finite else None
+
+
+# --- across experiments ---------------------------------------------------------------------
+
+def comparison_charts(runs: Sequence[Run]) -> str:
+    charts = []
+    for _, title, get, fmt in METRICS:
+        series = [Series(run.name, [Point(s.step, get(s), url) for s, url in readable(run)]) for run in runs]
+        if any(p.y is not None for ser in series for p in ser.points):
+            charts.append(line_chart(title, series, fmt))
+    return f'<div class="td-charts">{"".join(charts)}</div>'
+
+
+def comparison_table(runs: Sequence[Run], urls: Sequence[str]) -> str:
+    head = "<tr><th>Experiment</th>" + "".join(
+        f"<th>{esc(title)}: latest</th><th>best (step)</th>" for _, title, _, _ in METRICS[:4]) + "</tr>"
+    rows = []
+    for run, url in zip(runs, urls):
+        rows_ = readable(run)
+        cells = [f'<td><a href="{esc(url)}">{esc(run.name)}</a></td>']
+        for key, _, get, fmt in METRICS[:4]:
+            values = [(get(s), s.step) for s, _ in rows_ if get(s) is not None and math.isfinite(get(s))]
+            latest = next((v for v in reversed(values)), None)
+            pick = min if key == "length" else max  # best: highest, except length where it is the shortest
+            best = pick(values, key=lambda v: v[0]) if values else None
+            cells.append(f'<td data-sort="{"" if latest is None else latest[0]}">{fmt(latest[0]) if latest else DASH}</td>')
+            cells.append(f'<td data-sort="{"" if best is None else best[0]}">'
+                         f'{f"{fmt(best[0])} ({best[1]})" if best else DASH}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<table class="td-table td-sortable td-compare"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+            '<p class="td-note">Best: the highest value over steps (for response length, the shortest), '
+            'with its step. Experiments are compared by step number.</p>')
+
+
+# --- recurring prompts ----------------------------------------------------------------------
+
+class PromptUse(NamedTuple):
+    experiment: str
+    step: int
+    url: str
+    group: dict
+
+
+def recurring_prompts(uses: Callable[[], Iterator[PromptUse]], limit: int = 200) -> str:
+    """Prompts seen at two or more steps (datasets are revisited every epoch), with each
+    occurrence's rewards and the opening of its best response."""
+    counts = Counter(use.group["key"] for use in uses())
+    keys = {k for k, n in counts.items() if n > 1}
+    if not keys:
+        return "<p>No prompt occurs at more than one step yet.</p>"
+    found: dict[str, list[PromptUse]] = {}
+    for use in uses():
+        if use.group["key"] in keys:
+            found.setdefault(use.group["key"], []).append(use)
+    order = sorted(found, key=lambda k: (-len(found[k]), k))[:limit]
+    sections = []
+    for key in order:
+        occurrences = found[key]
+        prompt = occurrences[0].group["prompt"]
+        rows = []
+        for use in occurrences:
+            g = use.group
+            rows.append(f'<tr><td>{esc(use.experiment)}</td><td><a href="{esc(use.url)}">{use.step}</a></td>'
+                        f'<td>{g["responses"]}</td><td>{fmt_number(g["mean_reward"])}</td>'
+                        f'<td>{fmt_number(g["best_reward"])}</td>'
+                        f'<td><pre class="td-excerpt">{esc(g["best_start"])}</pre></td></tr>')
+        sections.append(
+            f'<section class="td-prompt-use" id="prompt-{key}"><h2>Prompt seen at {len(occurrences)} steps</h2>'
+            f'<details class="td-prompt"><summary>Prompt (its last {len(prompt)} characters)</summary>'
+            f'<pre class="td-text">\n{esc(prompt)}</pre></details>'
+            '<table class="td-table td-sortable"><thead><tr><th>Experiment</th><th>Step</th><th>Responses</th>'
+            '<th>Mean reward</th><th>Best reward</th><th>Best response, opening</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></section>')
+    return "".join(sections)

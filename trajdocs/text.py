@@ -1,0 +1,55 @@
+"""Text for HTML: escaping that shows file text exactly, and number formatting."""
+
+from __future__ import annotations
+
+import math
+import re
+from html import escape
+from typing import Union
+
+DASH = "—"
+SURROGATE = re.compile("[\ud800-\udfff]")
+UNSHOWABLE = re.compile("[\x00\ud800-\udfff]")
+NEEDS_ESCAPE = re.compile("[&<>\r\x00\ud800-\udfff]")
+
+
+def clean(text: str) -> str:
+    """Lone surrogates (possible in JSON, impossible in UTF-8) become U+FFFD."""
+    return SURROGATE.sub("\ufffd", text) if SURROGATE.search(text) else text
+
+
+def esc(text: str) -> str:
+    """Escape text for element content. CR is written as a reference (the HTML parser would turn
+    a raw CR into LF); NUL cannot appear in an HTML document, so it is shown as U+2400."""
+    out = escape(clean(text), quote=False)
+    if "\r" in out:
+        out = out.replace("\r", "&#13;")
+    if "\x00" in out:
+        out = out.replace("\x00", "\u2400")
+    return out
+
+
+def attr(text: str) -> str:
+    return esc(text).replace('"', "&quot;")
+
+
+def fmt_number(x: Union[float, int, None]) -> str:
+    if x is None:
+        return DASH
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if x == 0:
+        return "0"
+    if abs(x) < 1e-3:
+        return f"{x:.3e}"
+    return f"{x:.4f}".rstrip("0").rstrip(".") if x != int(x) or abs(x) < 1e15 else f"{x:.6g}"
+
+
+def fmt_ratio(x: Union[float, None]) -> str:
+    return DASH if x is None else f"{100 * x:.1f}%"
