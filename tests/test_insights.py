@@ -105,7 +105,7 @@ def test_downloads_and_comparison(run_site):
     assert {p["class"].split()[-1] for p in points} == {"td-s0", "td-s1"}  # one line per experiment
     assert "exp-b/step-5/" in {p["href"] for p in points}
     table = overview[overview.index('<table class="td-table td-sortable td-compare">'):]
-    assert re.search(r'>exp-a</a></td><td data-sort="0.5">0.5</td><td data-sort="1.0">1 \(10\)</td>', table)
+    assert re.search(r'>exp-a</a></td><td>20</td><td data-sort="0.5">0.5</td><td data-sort="1.0">1 \(10\)</td>', table)
 
 
 def test_step_page_has_its_entropy_histogram(run_site):

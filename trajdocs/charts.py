@@ -9,8 +9,8 @@ from typing import Callable, NamedTuple, Sequence, Union
 from .text import attr, esc, fmt_number
 
 Number = Union[float, None]
-WIDTH, HEIGHT = 560, 190
-LEFT, RIGHT, TOP, BOTTOM = 54, 12, 10, 30
+WIDTH, HEIGHT = 420, 170
+LEFT, RIGHT, TOP, BOTTOM = 48, 10, 10, 30
 SERIES_CLASSES = 8
 
 

@@ -183,24 +183,29 @@ def comparison_charts(runs: Sequence[Run]) -> str:
 
 
 def comparison_table(runs: Sequence[Run], urls: Sequence[str]) -> str:
-    head = "<tr><th>Experiment</th>" + "".join(
-        f"<th>{esc(title)}: latest</th><th>best (step)</th>" for _, title, _, _ in METRICS[:4]) + "</tr>"
+    """Latest value of every metric per experiment; for reward and accuracy also the best, with its step."""
+    metrics = [m for m in METRICS if any(m[2](s) is not None for run in runs for s, _ in readable(run))]
+    head = "<tr><th>Experiment</th><th>Latest step</th>"
+    for key, title, _, _ in metrics:
+        head += f"<th>{esc(title)}</th>" + ("<th>best (step)</th>" if key in ("reward", "accuracy") else "")
     rows = []
     for run, url in zip(runs, urls):
-        rows_ = readable(run)
-        cells = [f'<td><a href="{esc(url)}">{esc(run.name)}</a></td>']
-        for key, _, get, fmt in METRICS[:4]:
-            values = [(get(s), s.step) for s, _ in rows_ if get(s) is not None and math.isfinite(get(s))]
-            latest = next((v for v in reversed(values)), None)
-            pick = min if key == "length" else max  # best: highest, except length where it is the shortest
-            best = pick(values, key=lambda v: v[0]) if values else None
+        steps = readable(run)
+        cells = [f'<td><a href="{esc(url)}">{esc(run.name)}</a></td>',
+                 f"<td>{steps[-1][0].step if steps else DASH}</td>"]
+        for key, _, get, fmt in metrics:
+            values = [(get(s), s.step) for s, _ in steps if get(s) is not None and math.isfinite(get(s))]
+            latest = values[-1] if values else None
             cells.append(f'<td data-sort="{"" if latest is None else latest[0]}">{fmt(latest[0]) if latest else DASH}</td>')
-            cells.append(f'<td data-sort="{"" if best is None else best[0]}">'
-                         f'{f"{fmt(best[0])} ({best[1]})" if best else DASH}</td>')
+            if key in ("reward", "accuracy"):
+                best = max(values, key=lambda v: v[0]) if values else None
+                cells.append(f'<td data-sort="{"" if best is None else best[0]}">'
+                             f'{f"{fmt(best[0])} ({best[1]})" if best else DASH}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table class="td-table td-sortable td-compare"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-            '<p class="td-note">Best: the highest value over steps (for response length, the shortest), '
-            'with its step. Experiments are compared by step number.</p>')
+    return (f'<div class="td-scroll"><table class="td-table td-sortable td-compare"><thead>{head}</thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>'
+            '<p class="td-note">Latest: the value at each experiment\'s last readable step; best: the highest '
+            'over steps, with its step. Experiments are compared by step number.</p>')
 
 
 # --- recurring prompts ----------------------------------------------------------------------

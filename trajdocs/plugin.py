@@ -157,7 +157,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
-                                     asset_base="../" if config.use_directory_urls else "")
+                                     asset_base="../" if config.use_directory_urls else "", base_dir=base)
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
@@ -364,7 +364,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
     def _experiment_facts(self, run: ExperimentRun) -> str:
         steps = run.summaries
         latest = latest_readable(steps)
-        facts = (f'<p class="td-facts">Folder <code>{esc(run.exp.folder)}</code> · {len(steps)} steps '
+        facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {len(steps)} steps '
                  f"({steps[0].step}–{steps[-1].step}) · {sum(s.trajectories for s in steps)} trajectories")
         if latest:
             facts += (f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}, "

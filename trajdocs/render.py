@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -35,9 +36,14 @@ class RenderOptions:
     per_page: int = 50  # trajectories per step page (a prompt group is never split)
     max_tokens: int = 3000  # tokens shown before "show all"; the rest is in the page, one click away
     asset_base: str = "../"  # from a step page to its experiment folder
+    base_dir: str = ""  # paths shown on pages are relative to this folder (mkdocs.yml's)
 
     def key(self) -> str:
-        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}"
+        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}"
+
+    def shown_path(self, path: str) -> str:
+        """A file's path as pages show it: never the build machine's absolute path."""
+        return os.path.relpath(path, self.base_dir) if self.base_dir else os.path.basename(path)
 
 
 def fmt_value(value: MetaValue) -> str:
@@ -374,7 +380,7 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     """Bodies of a step's pages (one unless the step has more than `per_page` trajectories)."""
     off = "".join(f" td-off-{key}" for key, _, on in TOGGLES if not on)
     scale = EntropyScale.of(data.trajectories, summary)
-    top = [problems_html(summary, path)]
+    top = [problems_html(summary, options.shown_path(path))]
     if data.trajectories:
         top.append(controls_html(scale))
         if any(t.tokens is not None for t in data.trajectories):
