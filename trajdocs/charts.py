@@ -66,10 +66,13 @@ def line_chart(title: str, series: Sequence[Series], fmt: Callable[[Number], str
 
     parts = [f'<svg class="td-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{attr(title)}">']
     dots: list[str] = []
-    for tick in ticks:
+    labels = [fmt(tick) for tick in ticks]
+    if len(set(labels)) < len(labels):  # a narrow range: more digits than the format gives
+        labels = [f"{tick:.4g}" for tick in ticks]
+    for tick, label in zip(ticks, labels):
         y = py(tick)
         parts.append(f'<line class="td-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                     f'<text class="td-tick" x="{LEFT - 6}" y="{y + 3:.1f}" text-anchor="end">{esc(fmt(tick))}</text>')
+                     f'<text class="td-tick" x="{LEFT - 6}" y="{y + 3:.1f}" text-anchor="end">{esc(label)}</text>')
     for x in sorted(set(nice_ticks(x0, x1, 5) if x1 > x0 else [x0])):
         if x0 <= x <= x1:
             parts.append(f'<text class="td-tick" x="{px(x):.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle">'
