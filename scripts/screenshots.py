@@ -19,9 +19,10 @@ from mkdocs.config import load_config
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = {  # file name: (page, colour mode)
+SHOTS = {  # file name: (page, colour mode or None for a page without tokens)
     "step": ("runs/synthetic-grpo-forking-tokens/step-30/", "flag"),
     "heat": ("runs/synthetic-grpo-all-token-entropy/step-30/", "heat"),
+    "experiment": ("runs/synthetic-grpo-all-token-entropy/", None),
 }
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -49,6 +50,11 @@ def main() -> int:
                     page.goto(base + path)
                     page.evaluate("localStorage.clear()")
                     page.reload()
+                    if mode is None:
+                        page.evaluate("window.scrollTo(0, 120)")
+                        page.screenshot(path=str(out / f"{name}-{scheme}.png"))
+                        page.close()
+                        continue
                     page.select_option("[data-td-setting='mode']", mode)
                     page.evaluate("document.querySelectorAll('.td-traj .td-tokens')[1].scrollIntoView();"
                                   "window.scrollBy(0, -330)")

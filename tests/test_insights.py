@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_site, read, steps_table, tok, trajectory, wait_for_step, write_step
+from conftest import build_site, read, tok, trajectory, wait_for_step, write_step
 
 REWARDS = {5: [0.0, 0.5], 10: [1.0, 1.0], 20: [0.25, 0.75]}
 

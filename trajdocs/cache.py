@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from . import __version__
 from .model import StepData, StepSummary
-from .readers import read_step
+from .readers import loads, read_step
 from .render import RenderOptions, esc, page_numbers, step_fragments
 from .stats import forking_tokens, prompt_groups, summarize_step
 
@@ -174,7 +174,7 @@ class StepCache:
 
     def extras(self, key: str) -> dict:
         try:
-            return json.loads(extras_file(self.folder, key).read_text(encoding="utf-8"))
+            return loads(extras_file(self.folder, key).read_bytes())
         except (OSError, ValueError):
             return {}
 

@@ -94,10 +94,9 @@ def line_chart(title: str, series: Sequence[Series], fmt: Callable[[Number], str
             label = f"{s.name} · {x_label} {fmt_number(p.x)}: {fmt(p.y)}" if len(series) > 1 else \
                 f"{x_label} {fmt_number(p.x)}: {fmt(p.y)}"
             # points are HTML over the SVG (positions in % of it): real links for themes and keyboards
-            where = (f'class="td-pt {cls}" style="left:{100 * px(p.x) / WIDTH:.2f}%;top:{100 * py(p.y) / HEIGHT:.2f}%" '
-                     f'title="{attr(label)}" data-x="{p.x!r}" data-y="{p.y!r}"')
-            dots.append(f'<a {where} href="{attr(p.url)}" aria-label="{attr(label)}"></a>' if p.url
-                        else f'<span {where}></span>')
+            where = (f'class="td-pt {cls}" style="left:{100 * px(p.x) / WIDTH:.1f}%;top:{100 * py(p.y) / HEIGHT:.1f}%" '
+                     f'title="{attr(label)}" data-x="{p.x:g}" data-y="{p.y:.6g}"')
+            dots.append(f'<a {where} href="{attr(p.url)}"></a>' if p.url else f'<span {where}></span>')
     parts.append("</svg>")
     legend = ""
     if len(series) > 1:

@@ -9,12 +9,12 @@ import io
 import json
 import math
 from collections import Counter
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Union
+from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
 from .charts import Point, Series, bar_chart, line_chart, sparkline
 from .model import StepSummary
 from .text import DASH, esc, fmt_number, fmt_ratio
-from .stats import HISTOGRAM_WIDTH
+from .stats import HISTOGRAM_WIDTH, TOP_FORKING
 
 Getter = Callable[[StepSummary], Union[float, None]]
 METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, format)
@@ -124,46 +124,60 @@ def aggregates_json(summaries: Sequence[StepSummary]) -> str:
 
 # --- forking tokens -------------------------------------------------------------------------
 
-Extras = Callable[[], Iterator[tuple[int, dict]]]  # yields (step, extras) in step order, afresh each call
+class ForkingTally:
+    """An experiment's forking tokens, from each step's extras in two passes: totals, then the
+    per-step share of the chosen top tokens (for trends)."""
 
+    def __init__(self, top: int = 30) -> None:
+        self.top = top
+        self.totals: dict[str, list] = {}
+        self.steps = 0
+        self.series: dict[str, list] = {}
 
-def forking_table(extras: Extras, top: int = 30) -> str:
-    totals: dict[str, list] = {}
-    steps = []
-    for step, extra in extras():
-        steps.append(step)
+    def first(self, extra: dict) -> None:
+        self.steps += 1
         for text, (occ, flagged, score_sum, scored) in extra.get("forking", {}).items():
-            row = totals.setdefault(text, [0, 0, 0.0, 0])
+            row = self.totals.setdefault(text, [0, 0, 0.0, 0])
             row[0] += occ
             row[1] += flagged
             row[2] += score_sum
             row[3] += scored
-    if not totals:
-        return ""
-    chosen = sorted(totals, key=lambda t: (-totals[t][1], t))[:top]
-    per_step: dict[str, list] = {t: [] for t in chosen}
-    for _, extra in extras():
+
+    def choose(self) -> None:
+        chosen = sorted(self.totals, key=lambda t: (-self.totals[t][1], t))[:self.top]
+        self.series = {t: [] for t in chosen}
+
+    def second(self, extra: dict) -> None:
         forking = extra.get("forking", {})
-        for text in chosen:
+        for text, series in self.series.items():
             row = forking.get(text)
-            per_step[text].append(row[1] / row[0] if row and row[0] else None)
-    third = max(1, len(steps) // 3)
-    head = ("<tr><th>Token</th><th>Flagged</th><th>Occurrences</th><th>Share flagged</th><th>Mean score</th>"
-            f"<th>Share, first {third} steps</th><th>Share, last {third} steps</th><th>Share over steps</th></tr>")
-    rows = []
-    for text in chosen:
-        occ, flagged, score_sum, scored = totals[text]
-        series = per_step[text]
-        early, late = _mean(series[:third]), _mean(series[-third:])
-        shown = esc(text) if text else '<span class="td-null">(whitespace)</span>'
-        rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'
-                    f'<td data-sort="{occ}">{occ}</td><td data-sort="{flagged / occ if occ else 0}">{fmt_ratio(flagged / occ if occ else None)}</td>'
-                    f'<td data-sort="{score_sum / scored if scored else ""}">{fmt_number(score_sum / scored if scored else None)}</td>'
-                    f'<td data-sort="{"" if early is None else early}">{fmt_ratio(early)}</td>'
-                    f'<td data-sort="{"" if late is None else late}">{fmt_ratio(late)}</td><td>{sparkline(series)}</td></tr>')
-    return (f'<table class="td-table td-sortable td-forking"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-            '<p class="td-note">Counted from each step\'s 200 most often flagged token strings, whitespace '
-            'stripped. Share flagged: flagged occurrences ÷ all occurrences of the string.</p>')
+            series.append(row[1] / row[0] if row and row[0] else None)
+
+    def html(self) -> str:
+        if not self.series:
+            return ""
+        third = max(1, self.steps // 3)
+        head = ("<tr><th>Token</th><th>Flagged</th><th>Occurrences</th><th>Share flagged</th><th>Mean score</th>"
+                f"<th>Share, first {third} steps</th><th>Share, last {third} steps</th><th>Share over steps</th></tr>")
+        rows = []
+        for text, series in self.series.items():
+            occ, flagged, score_sum, scored = self.totals[text]
+            early, late = _mean(series[:third]), _mean(series[-third:])
+            share = flagged / occ if occ else None
+            mean = score_sum / scored if scored else None
+            shown = esc(text) if text else '<span class="td-null">(whitespace)</span>'
+            rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'
+                        f'<td data-sort="{occ}">{occ}</td><td data-sort="{_sort(share)}">{fmt_ratio(share)}</td>'
+                        f'<td data-sort="{_sort(mean)}">{fmt_number(mean)}</td>'
+                        f'<td data-sort="{_sort(early)}">{fmt_ratio(early)}</td>'
+                        f'<td data-sort="{_sort(late)}">{fmt_ratio(late)}</td><td>{sparkline(series)}</td></tr>')
+        return (f'<table class="td-table td-sortable td-forking"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+                f'<p class="td-note">Counted from each step\'s {TOP_FORKING} most often flagged token strings, '
+                'whitespace stripped. Share flagged: flagged occurrences ÷ all occurrences of the string.</p>')
+
+
+def _sort(value: Union[float, None]) -> str:
+    return "" if value is None else repr(value)
 
 
 def _mean(values: Iterable[Union[float, None]]) -> Union[float, None]:
@@ -217,34 +231,48 @@ class PromptUse(NamedTuple):
     group: dict
 
 
-def recurring_prompts(uses: Callable[[], Iterator[PromptUse]], limit: int = 200) -> str:
-    """Prompts seen at two or more steps (datasets are revisited every epoch), with each
-    occurrence's rewards and the opening of its best response."""
-    counts = Counter(use.group["key"] for use in uses())
-    keys = {k for k, n in counts.items() if n > 1}
-    if not keys:
-        return "<p>No prompt occurs at more than one step yet.</p>"
-    found: dict[str, list[PromptUse]] = {}
-    for use in uses():
-        if use.group["key"] in keys:
-            found.setdefault(use.group["key"], []).append(use)
-    order = sorted(found, key=lambda k: (-len(found[k]), k))[:limit]
-    sections = []
-    for key in order:
-        occurrences = found[key]
-        prompt = occurrences[0].group["prompt"]
-        rows = []
-        for use in occurrences:
-            g = use.group
-            rows.append(f'<tr><td>{esc(use.experiment)}</td><td><a href="{esc(use.url)}">{use.step}</a></td>'
-                        f'<td>{g["responses"]}</td><td>{fmt_number(g["mean_reward"])}</td>'
-                        f'<td>{fmt_number(g["best_reward"])}</td>'
-                        f'<td><pre class="td-excerpt">{esc(g["best_start"])}</pre></td></tr>')
-        sections.append(
-            f'<section class="td-prompt-use" id="prompt-{key}"><h2>Prompt seen at {len(occurrences)} steps</h2>'
-            f'<details class="td-prompt"><summary>Prompt (its last {len(prompt)} characters)</summary>'
-            f'<pre class="td-text">\n{esc(prompt)}</pre></details>'
-            '<table class="td-table td-sortable"><thead><tr><th>Experiment</th><th>Step</th><th>Responses</th>'
-            '<th>Mean reward</th><th>Best reward</th><th>Best response, opening</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></section>')
-    return "".join(sections)
+class PromptTally:
+    """Prompts seen at two or more steps (datasets are revisited every epoch), in two passes:
+    count each prompt's occurrences, then keep the rows of the most frequent `limit` prompts
+    (at most `per_prompt` occurrences each), so memory stays bounded."""
+
+    def __init__(self, limit: int = 100, per_prompt: int = 60) -> None:
+        self.limit, self.per_prompt = limit, per_prompt
+        self.counts: Counter[str] = Counter()
+        self.rows: dict[str, list[PromptUse]] = {}
+
+    def first(self, groups: Iterable[dict]) -> None:
+        self.counts.update(g["key"] for g in groups)
+
+    def choose(self) -> None:
+        recurring = [(n, k) for k, n in self.counts.items() if n > 1]
+        self.rows = {k: [] for _, k in sorted(recurring, key=lambda nk: (-nk[0], nk[1]))[:self.limit]}
+
+    def second(self, use: PromptUse) -> None:
+        rows = self.rows.get(use.group["key"])
+        if rows is not None and len(rows) < self.per_prompt:
+            rows.append(use)
+
+    def html(self) -> str:
+        if not self.rows:
+            return "<p>No prompt occurs at more than one step yet.</p>"
+        sections = []
+        for key, occurrences in self.rows.items():
+            prompt = occurrences[0].group["prompt"]
+            rows = []
+            for use in occurrences:
+                g = use.group
+                rows.append(f'<tr><td>{esc(use.experiment)}</td><td><a href="{esc(use.url)}">{use.step}</a></td>'
+                            f'<td>{g["responses"]}</td><td>{fmt_number(g["mean_reward"])}</td>'
+                            f'<td>{fmt_number(g["best_reward"])}</td>'
+                            f'<td><pre class="td-excerpt">{esc(g["best_start"])}</pre></td></tr>')
+            total = self.counts[key]
+            shown = "" if total == len(occurrences) else f" (the first {len(occurrences)} shown)"
+            sections.append(
+                f'<section class="td-prompt-use" id="prompt-{key}"><h2>Prompt seen at {total} steps{shown}</h2>'
+                f'<details class="td-prompt"><summary>Prompt (its last {len(prompt)} characters)</summary>'
+                f'<pre class="td-text">\n{esc(prompt)}</pre></details>'
+                '<table class="td-table td-sortable"><thead><tr><th>Experiment</th><th>Step</th><th>Responses</th>'
+                '<th>Mean reward</th><th>Best reward</th><th>Best response, opening</th></tr></thead>'
+                f'<tbody>{"".join(rows)}</tbody></table></section>')
+        return "".join(sections)

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Callable
 
 from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
@@ -22,8 +21,8 @@ from mkdocs.utils import get_relative_url, nest_paths
 
 from .cache import StepCache
 from .discover import duplicate_steps, empty_folders, find_experiments
-from .insights import (PromptUse, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
-                       experiment_charts, forking_table, recurring_prompts)
+from .insights import (ForkingTally, PromptTally, PromptUse, Run, aggregates_csv, aggregates_json,
+                       comparison_charts, comparison_table, experiment_charts)
 from .model import Experiment, StepSummary
 from .readers import FORMATS
 from .render import (RenderOptions, clean, esc, experiment_table, fmt_number, fmt_ratio, latest_readable,
@@ -124,7 +123,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.experiment_pages: dict[str, ExperimentRun] = {}
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
-        self._views: dict[tuple, str] = {}  # merged views, see _memo
+        self._views: dict[tuple, dict[str, str]] = {}  # see _merged
         self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
         self._temp_cache: str | None = None
@@ -230,8 +229,6 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self._add_page(files, config, self.prompts_uri, page_source("Recurring prompts", "Recurring prompts", True),
                        in_nav=not self.user_nav)
         config.nav = self._expand_nav(config.nav) if self.user_nav else self._nav(files)
-        current = tuple(k for run in self.runs for k in run.keys)
-        self._views = {state: view for state, view in self._views.items() if state[2] == current}
         workers = f", {self.cache.by_workers} of them by worker processes" if self.cache.by_workers else ""
         log.info(f"{len(self.runs)} experiments, {sum(len(r.summaries) for r in self.runs)} steps "
                  f"({read} read{workers}, {cached} from cache) in {time.monotonic() - started:.1f} s")
@@ -312,29 +309,41 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             links += pager(urls, info.page, run.summaries[here].trajectories, self.options.per_page)
         return links
 
-    def _memo(self, name: str, make: Callable[[], str]) -> str:
-        """Views merged from every step's extras, kept while no step changes (serve rebuilds)."""
-        state = (name, self.config.path, tuple(k for run in self.runs for k in run.keys))
-        if state not in self._views:
-            self._views[state] = make()
-        return self._views[state]
+    def _merged(self) -> dict[str, str]:
+        """Views merged from every step's extras (forking tokens per experiment, recurring prompts),
+        made in two passes over the extras and kept while no step changes (serve rebuilds)."""
+        state = (self.config.path, tuple(k for run in self.runs for k in run.keys))
+        if state in self._views:
+            return self._views[state]
+        assert self.cache is not None
+        forking = {run.page_uri: ForkingTally() for run in self.runs}
+        prompts = PromptTally()
+        readable = [(run, [(s.step, k) for s, k in zip(run.summaries, run.keys) if not s.unreadable]) for run in self.runs]
+        for run, steps in readable:
+            for _, key in steps:
+                extra = self.cache.extras(key)
+                forking[run.page_uri].first(extra)
+                prompts.first(extra.get("prompts", []))
+        for tally in forking.values():
+            tally.choose()
+        prompts.choose()
+        here = self.urls[self.prompts_uri]
+        for run, steps in readable:
+            for step, key in steps:
+                extra = self.cache.extras(key)
+                forking[run.page_uri].second(extra)
+                for group in extra.get("prompts", []):
+                    if group["key"] in prompts.rows:
+                        target = self.urls[self._step_uri(run.exp, step, group.get("best_page", 1))]
+                        url = f"{get_relative_url(target, here)}#traj-{group['best_index']}"
+                        prompts.second(PromptUse(run.exp.name, step, url, group))
+        views = {uri: tally.html() for uri, tally in forking.items()}
+        views[self.prompts_uri] = prompts.html()
+        self._views = {state: views}
+        return views
 
     def _run_view(self, run: ExperimentRun, from_page: bool) -> Run:
         return Run(run.exp.name, run.summaries, [self._link(run, u, from_page) for u in run.step_uris])
-
-    def _extras(self, run: ExperimentRun):  # type: ignore[no-untyped-def]
-        assert self.cache is not None
-        for summary, key in zip(run.summaries, run.keys):
-            if not summary.unreadable:
-                yield summary.step, self.cache.extras(key)
-
-    def _prompt_uses(self, page: Page):  # type: ignore[no-untyped-def]
-        for run in self.runs:
-            for step, extra in self._extras(run):
-                for group in extra.get("prompts", []):
-                    target = self.urls[self._step_uri(run.exp, step, group.get("best_page", 1))]
-                    url = f"{get_relative_url(target, page.url)}#traj-{group['best_index']}"
-                    yield PromptUse(run.exp.name, step, url, group)
 
     def _overview_body(self, page: Page) -> str:
         if not self.runs:
@@ -351,7 +360,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     def _experiment_body(self, run: ExperimentRun) -> str:
         table = experiment_table(run.summaries, [self._link(run, u, False) for u in run.step_uris])
-        forking = self._memo(f"forking:{run.page_uri}", lambda: forking_table(lambda: self._extras(run)))
+        forking = self._merged()[run.page_uri]
         downloads = ('<p class="td-facts">Step aggregates: <a href="steps.csv" download>CSV</a> · '
                      '<a href="steps.json" download>JSON</a></p>')
         parts = [experiment_charts(self._run_view(run, False)), "<h2>Steps</h2>", downloads, table]
@@ -376,7 +385,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if uri == self.overview_uri:
             return output.replace(SLOT, self._overview_body(page), 1)
         if uri == self.prompts_uri:
-            return output.replace(SLOT, self._memo("prompts", lambda: recurring_prompts(lambda: self._prompt_uses(page))), 1)
+            return output.replace(SLOT, self._merged()[self.prompts_uri], 1)
         if uri in self.experiment_pages:
             return output.replace(SLOT, self._experiment_body(self.experiment_pages[uri]), 1)
         info = self.step_pages.get(uri)

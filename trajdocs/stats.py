@@ -14,7 +14,7 @@ from .model import ListSummary, StepData, StepSummary, Tokens, Trajectory
 
 HISTOGRAM_WIDTH = 0.25  # entropy units per bin
 HISTOGRAM_BINS = 41  # 0 to 10 in steps of 0.25, then one bin for 10 and above
-TOP_FORKING = 200  # token strings kept per step for the experiment's forking-token table
+TOP_FORKING = 50  # token strings kept per step for the experiment's forking-token table
 PROMPT_CHARS = 400  # end of a prompt kept for the recurring-prompts page
 EXCERPT_CHARS = 300  # opening of the best response kept there
 
