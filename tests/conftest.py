@@ -81,7 +81,7 @@ def build_site(project: Path, plugin: dict | None = None, theme: str | dict = "m
             {"scheme": "default", "toggle": {"icon": "material/brightness-4", "name": "dark"}},
             {"scheme": "slate", "toggle": {"icon": "material/brightness-7", "name": "light"}}])
     config = {"site_name": "Test runs", "theme": theme_config,
-              "plugins": ["search", {"trajdocs": plugin or {"runs": "results"}}], **extra}
+              "plugins": ["search", {"trajdocs": plugin or {"runs": "results"}}], **extra}  # extra may replace plugins
     (project / "mkdocs.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     cfg = load_config(str(project / "mkdocs.yml"), strict=strict)
     build(cfg)

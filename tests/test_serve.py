@@ -72,6 +72,7 @@ def test_serve_picks_up_new_and_completed_step_files(tmp_path: Path):
         assert wait_for(lambda: re.search(r"1 read, 2 from cache", log_path.read_text()) is not None), \
             "unchanged steps should come from the cache on rebuilds"
         assert str(path) in log_path.read_text()  # the half-written file was named in a warning
+        assert "new steps: exp step 3" in log_path.read_text()
     finally:
         server.terminate()
         server.wait(timeout=10)

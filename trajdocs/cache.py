@@ -23,7 +23,7 @@ from typing import NamedTuple
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import loads, read_step
-from .render import RenderOptions, esc, page_numbers, step_fragments
+from .render import RenderOptions, esc, step_fragments
 from .stats import forking_tokens, prompt_groups, summarize_step
 
 ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+|\.extra)?\.(?:html|json)")
@@ -57,9 +57,9 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions) -> tuple
     data = read_step(path, fmt)
     try:
         summary = summarize_step(step, data)
-        fragments = step_fragments(data, summary, path, options)
-        extras = {"forking": forking_tokens(data.trajectories),
-                  "prompts": prompt_groups(data.trajectories, page_numbers(data.trajectories, options))}
+        page_of: dict[int, int] = {}
+        fragments = step_fragments(data, summary, path, options, page_of)
+        extras = {"forking": forking_tokens(data.trajectories), "prompts": prompt_groups(data.trajectories, page_of)}
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
         fragments = [f'<div class="td-step"><p>{esc(summary.unreadable or "")}</p></div>']

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import shutil
 import sys
+import tempfile
 
 from . import __version__
 
@@ -28,6 +33,113 @@ def _check(args: argparse.Namespace) -> int:
     from .check import check_runs
 
     return 1 if check_runs(args.paths, args.format) else 0
+
+
+SITE_CONFIG = """\
+site_name: {name}
+theme:
+  name: material
+  font: false  # no request to Google Fonts: the site works offline
+  palette:
+    - media: "(prefers-color-scheme: light)"
+      scheme: default
+      toggle: {{icon: material/brightness-4, name: Switch to dark mode}}
+    - media: "(prefers-color-scheme: dark)"
+      scheme: slate
+      toggle: {{icon: material/brightness-7, name: Switch to light mode}}
+  features:
+    - navigation.instant
+plugins:
+  - search
+  - trajdocs:
+      runs: {runs}
+"""
+INDEX_PAGE = """\
+# {name}
+
+Training runs from `{runs}`, browsable step by step: see the [overview of all experiments](runs/index.md).
+
+`mkdocs serve` shows new step files as the trainer writes them; `mkdocs build` writes a static site
+to `site/`, and `mkdocs gh-deploy` publishes it to GitHub Pages.
+"""
+
+
+def _init(args: argparse.Namespace) -> int:
+    folder = os.path.abspath(args.folder)
+    name = os.path.basename(folder) or "RL runs"
+    files = {os.path.join(folder, "mkdocs.yml"): SITE_CONFIG.format(name=_yaml_text(f"{name} runs"), runs=_yaml_text(args.runs)),
+             os.path.join(folder, "docs", "index.md"): INDEX_PAGE.format(name=f"{name} runs", runs=args.runs)}
+    existing = [path for path in files if os.path.exists(path)]
+    if existing and not args.force:
+        print("trajdocs init: not overwriting " + ", ".join(existing) + " (use --force)", file=sys.stderr)
+        return 1
+    for path, text in files.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    if not os.path.isdir(os.path.join(folder, args.runs)):
+        print(f"note: {os.path.join(folder, args.runs)} does not exist yet")
+    print(f"next: cd {args.folder} && mkdocs serve")
+    return 0
+
+
+def _yaml_text(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+def _one_off_config(runs: str, site: str | None) -> str:
+    """A temporary mkdocs.yml for a runs folder that has none; its cache outlives it."""
+    runs = os.path.abspath(runs)
+    work = tempfile.mkdtemp(prefix="trajdocs-site-")
+    os.makedirs(os.path.join(work, "docs"))
+    name = os.path.basename(runs.rstrip(os.sep)) or "runs"
+    with open(os.path.join(work, "docs", "index.md"), "w", encoding="utf-8") as f:
+        f.write(INDEX_PAGE.format(name=name, runs=runs))
+    cache = os.path.join(tempfile.gettempdir(), "trajdocs-cache", hashlib.sha1(runs.encode()).hexdigest()[:12])
+    config = SITE_CONFIG.format(name=_yaml_text(name), runs=_yaml_text(runs)) + f"      cache_dir: {_yaml_text(cache)}\n"
+    if site:
+        config += f"site_dir: {_yaml_text(os.path.abspath(site))}\n"
+    path = os.path.join(work, "mkdocs.yml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(config)
+    return path
+
+
+def _mkdocs(arguments: list[str]) -> int:
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    from mkdocs.__main__ import cli
+
+    try:
+        cli(arguments, standalone_mode=False)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    except Exception as err:  # noqa: BLE001 - report MkDocs' own errors as a command would
+        print(f"trajdocs: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.runs):
+        print(f"trajdocs build: {args.runs} is not a folder", file=sys.stderr)
+        return 2
+    config = _one_off_config(args.runs, args.output)
+    try:
+        return _mkdocs(["build", "-f", config] + (["--strict"] if args.strict else []))
+    finally:
+        shutil.rmtree(os.path.dirname(config), ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.runs):
+        print(f"trajdocs serve: {args.runs} is not a folder", file=sys.stderr)
+        return 2
+    config = _one_off_config(args.runs, None)
+    try:
+        return _mkdocs(["serve", "-f", config, "-a", args.dev_addr])
+    finally:
+        shutil.rmtree(os.path.dirname(config), ignore_errors=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", help="run folders, as in the plugin's 'runs' option")
     check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto")
     check.set_defaults(run=_check)
+
+    init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder")
+    init.add_argument("folder", nargs="?", default=".", help="project folder (default: here)")
+    init.add_argument("--runs", default="results", help="the runs folder, relative to the project (default: results)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.set_defaults(run=_init)
+
+    build = sub.add_parser("build", help="build a site for a runs folder, without any mkdocs.yml")
+    build.add_argument("runs", help="the runs folder")
+    build.add_argument("-o", "--output", default="site", help="site folder (default: site)")
+    build.add_argument("--strict", action="store_true", help="fail on any problem in the step files")
+    build.set_defaults(run=_build)
+
+    serve = sub.add_parser("serve", help="serve a live site for a runs folder, without any mkdocs.yml")
+    serve.add_argument("runs", help="the runs folder")
+    serve.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", help="address (default: 127.0.0.1:8000)")
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -48,6 +48,8 @@ class TrajdocsConfig(Config):
     cache_dir = c.Type(str, default=".cache/trajdocs")
     workers = c.Type(int, default=0)  # processes reading new step files; 0: one per core
     trajectories_per_page = c.Type(int, default=50)
+    size_limit_mb = c.Type((int, float), default=1024)  # GitHub Pages: 1 GB per site
+    file_limit_mb = c.Type((int, float), default=100)  # GitHub: 100 MB per file
     max_tokens = c.Type(int, default=3000)
 
 
@@ -124,6 +126,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
         self._views: dict[tuple, dict[str, str]] = {}  # see _merged
+        self._steps_seen: set[tuple[str, int]] | None = None  # the last build's steps, to name new ones
         self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
         self._temp_cache: str | None = None
@@ -153,6 +156,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             folder = self._temp_cache = self._temp_cache or tempfile.mkdtemp(prefix="trajdocs-")
         if self.cache is None or str(self.cache.folder) != folder:
             self.cache = StepCache(folder)
+            self._steps_seen = None  # another site
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
@@ -160,6 +164,11 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
+        if any(name.split("/")[-1] == "offline" for name in config.plugins):
+            # Material's offline plugin loads its file:// search shim from unpkg.com unless one is
+            # named already: name the copy shipped here (iframe-worker, MIT), so nothing leaves the machine
+            polyfills = [p for p in config.extra.get("polyfills", []) if "iframe-worker" not in p]
+            config.extra["polyfills"] = polyfills + [f"{ASSET_URI}/iframe-worker-shim.js"]
         return config
 
     @event_priority(-50)  # after other plugins have added their files
@@ -229,6 +238,12 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self._add_page(files, config, self.prompts_uri, page_source("Recurring prompts", "Recurring prompts", True),
                        in_nav=not self.user_nav)
         config.nav = self._expand_nav(config.nav) if self.user_nav else self._nav(files)
+        steps_now = {(run.exp.name, s.step) for run in self.runs for s in run.exp.steps}
+        if self._steps_seen is not None and steps_now - self._steps_seen:
+            new = sorted(steps_now - self._steps_seen)
+            listed = ", ".join(f"{name} step {step}" for name, step in new[:10]) + (" ..." if len(new) > 10 else "")
+            log.info(f"new steps: {listed}")
+        self._steps_seen = steps_now
         workers = f", {self.cache.by_workers} of them by worker processes" if self.cache.by_workers else ""
         log.info(f"{len(self.runs)} experiments, {sum(len(r.summaries) for r in self.runs)} steps "
                  f"({read} read{workers}, {cached} from cache) in {time.monotonic() - started:.1f} s")
@@ -416,6 +431,27 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
         self.unfilled = []
         self.cache.prune()
+        self._report_size(config.site_dir)
+
+    def _report_size(self, site_dir: str) -> None:
+        """Warn when the site nears the host's limits (GitHub Pages by default), and say what helps."""
+        total, largest, largest_path = 0, 0, ""
+        for folder, _, names in os.walk(site_dir):
+            for name in names:
+                size = os.path.getsize(os.path.join(folder, name))
+                total += size
+                if size > largest:
+                    largest, largest_path = size, os.path.join(folder, name)
+        mb = 2 ** 20
+        log.info(f"site: {total / mb:.1f} MB, largest file {largest / mb:.1f} MB")
+        advice = ("to reduce it: point `runs` at fewer experiments or keep fewer step files, lower "
+                  "`trajectories_per_page` (smaller step pages) or save fewer trajectories per step")
+        if total > 0.8 * self.config.size_limit_mb * mb:
+            log.warning(f"the site is {total / mb:.0f} MB, near the {self.config.size_limit_mb:g} MB limit "
+                        f"(size_limit_mb; GitHub Pages allows 1 GB); {advice}")
+        if largest > 0.8 * self.config.file_limit_mb * mb:
+            log.warning(f"{os.path.relpath(largest_path, site_dir)} is {largest / mb:.0f} MB, near the "
+                        f"{self.config.file_limit_mb:g} MB per-file limit (file_limit_mb); {advice}")
 
     def on_serve(self, server, *, config: MkDocsConfig, builder):  # type: ignore[no-untyped-def]
         for root in self.roots:

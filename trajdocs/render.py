@@ -299,12 +299,6 @@ class EntropyScale:
         return out
 
 
-def page_numbers(trajectories: Sequence[Trajectory], options: RenderOptions) -> dict[int, int]:
-    """Trajectory index -> number of the step page it is on."""
-    pages = paginate(group_trajectories(trajectories), max(1, options.per_page))
-    return {t.index: n for n, groups in enumerate(pages, 1) for g in groups for t in g}
-
-
 def controls_html(scale: EntropyScale) -> str:
     boxes = "".join(
         f'<label><input type="checkbox" data-td-toggle="{key}"{" checked" if on else ""}> {label}</label>'
@@ -376,7 +370,7 @@ def problems_html(summary: StepSummary, path: str) -> str:
 
 
 def step_fragments(data: StepData, summary: StepSummary, path: str,
-                   options: RenderOptions = RenderOptions()) -> list[str]:
+                   options: RenderOptions = RenderOptions(), page_of: Union[dict[int, int], None] = None) -> list[str]:
     """Bodies of a step's pages (one unless the step has more than `per_page` trajectories)."""
     off = "".join(f" td-off-{key}" for key, _, on in TOGGLES if not on)
     scale = EntropyScale.of(data.trajectories, summary)
@@ -393,7 +387,9 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     pages = paginate(group_trajectories(data.trajectories), max(1, options.per_page))
     fragments = []
     stats = {t.index: trajectory_stats(t) for t in data.trajectories}
-    for groups in pages:
+    for number, groups in enumerate(pages, 1):
+        if page_of is not None:
+            page_of.update((t.index, number) for g in groups for t in g)
         table = summary_table([t for g in groups for t in g], stats) if data.trajectories else ""
         body = "".join(group_html(g, options, stats) for g in groups)
         fragments.append(f'<div class="td-step{off}"{scale.attrs()}>{"".join(top)}{table}'

@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import is_not
+from operator import is_not, mul
 from typing import Iterable, Union
 
 from .model import ListSummary, StepData, StepSummary, Tokens, Trajectory
@@ -90,13 +90,17 @@ def histogram(trajectories: Iterable[Trajectory]) -> list[int]:
     """Counts of finite entropy scores in fixed bins shared by every step (comparable over steps)."""
     counts = [0] * HISTOGRAM_BINS
     last = HISTOGRAM_BINS - 1
+    bins: Counter[int] = Counter()
     for traj in trajectories:
         if traj.tokens is None:
             continue
-        scores = traj.tokens.scores
-        for score in compress(scores, map(is_not, scores, repeat(None))):
-            if math.isfinite(score):
-                counts[min(last, max(0, int(score / HISTOGRAM_WIDTH)))] += 1
+        scored = list(compress(traj.tokens.scores, map(is_not, traj.tokens.scores, repeat(None))))
+        if math.isfinite(sum(scored)):  # all finite: bin in C
+            bins.update(map(int, map(mul, scored, repeat(1 / HISTOGRAM_WIDTH))))
+        else:
+            bins.update(int(v / HISTOGRAM_WIDTH) for v in scored if math.isfinite(v))
+    for b, n in bins.items():
+        counts[min(last, max(0, b))] += n
     return counts if any(counts) else []
 
 

@@ -1,0 +1,79 @@
+"""The daily workflow, run as a user would: commands in subprocesses, temporary folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mkdocs.exceptions import Abort
+
+from conftest import build_site, read, simple_run
+
+ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=ENV, capture_output=True, text=True)
+
+
+def test_init_then_mkdocs_build(tmp_path):
+    simple_run(tmp_path / "results", "exp", (1, 2))
+    made = run("trajdocs", "init", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    config = read(tmp_path / "mkdocs.yml")
+    assert "font: false" in config and "scheme: slate" in config and "runs: \"results\"" in config
+    built = run("mkdocs", "build", "--strict", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "site" / "runs" / "exp" / "step-2" / "index.html").exists()
+    assert 'href="runs/"' in read(tmp_path / "site" / "index.html")
+
+
+def test_init_never_overwrites_without_force(tmp_path):
+    (tmp_path / "mkdocs.yml").write_text("site_name: mine\n")
+    refused = run("trajdocs", "init", cwd=tmp_path)
+    assert refused.returncode == 1 and "not overwriting" in refused.stderr
+    assert read(tmp_path / "mkdocs.yml") == "site_name: mine\n"
+    assert not (tmp_path / "docs").exists()
+    forced = run("trajdocs", "init", "--force", "--runs", "out/runs", cwd=tmp_path)
+    assert forced.returncode == 0 and 'runs: "out/runs"' in read(tmp_path / "mkdocs.yml")
+
+
+def test_build_a_runs_folder_without_config(tmp_path):
+    simple_run(tmp_path / "results", "exp", (5, 10))
+    built = run("trajdocs", "build", "results", "-o", "out", "--strict", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    for page in ("index.html", "runs/index.html", "runs/exp/index.html", "runs/exp/step-10/index.html"):
+        assert (tmp_path / "out" / page).exists(), page
+    assert not (tmp_path / "mkdocs.yml").exists() and not (tmp_path / "docs").exists()
+    (tmp_path / "results" / "exp" / "trajectories" / "trajectories_step_15.json").write_text("[{")
+    failed = run("trajdocs", "build", "results", "-o", "out", "--strict", cwd=tmp_path)
+    assert failed.returncode != 0
+
+
+def test_size_report_warns_near_the_limits(tmp_path, warnings_logged):
+    simple_run(tmp_path / "results", "exp", range(1, 4))
+    build_site(tmp_path)
+    assert not [m for m in warnings_logged if "limit" in m]
+    build_site(tmp_path, plugin={"runs": "results", "size_limit_mb": 0.2, "file_limit_mb": 0.01})
+    assert any("near the 0.2 MB limit" in m and "trajectories_per_page" in m for m in warnings_logged), warnings_logged
+    assert any("per-file limit" in m for m in warnings_logged)
+    with pytest.raises(Abort):
+        build_site(tmp_path, plugin={"runs": "results", "size_limit_mb": 0.2}, strict=True)
+
+
+@pytest.mark.browser
+def test_site_opened_from_disk(page, tmp_path):
+    simple_run(tmp_path / "results", "exp", (1, 2))
+    site = build_site(tmp_path, use_directory_urls=False,
+                      plugins=["offline", "search", {"trajdocs": {"runs": "results"}}])
+    page.goto((site / "runs" / "exp" / "index.html").as_uri())
+    page.locator("table.td-steps a", has_text="2").click()
+    page.wait_for_url("**/step-2.html")
+    page.locator(".td-tokens .h").first.hover()
+    assert "entropy 2.5" in page.locator(".td-tip").inner_text()
+    page.locator("a.td-prev").first.click()
+    page.wait_for_url("**/step-1.html")
+    assert page.errors == [] and page.outside == [], (page.errors, page.outside)
