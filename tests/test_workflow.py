@@ -77,3 +77,45 @@ def test_site_opened_from_disk(page, tmp_path):
     page.locator("a.td-prev").first.click()
     page.wait_for_url("**/step-1.html")
     assert page.errors == [] and page.outside == [], (page.errors, page.outside)
+
+
+def test_properdocs_builds_the_same_site(tmp_path):
+    import shutil
+
+    properdocs = shutil.which("properdocs", path=os.path.dirname(sys.executable)) or shutil.which("properdocs")
+    if not properdocs:
+        if os.environ.get("CI"):
+            pytest.fail("properdocs is not installed; the test extras install it")
+        pytest.skip("properdocs not installed")
+    simple_run(tmp_path / "results", "exp", (1, 2))
+    assert run("trajdocs", "init", cwd=tmp_path).returncode == 0
+    built = subprocess.run([properdocs, "build", "--strict"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    html = read(tmp_path / "site" / "runs" / "exp" / "step-2" / "index.html")
+    assert 'class="h" data-e="2.5"' in html and "td-step" in html
+
+
+def test_runs_from_fsspec_urls(tmp_path, caplog):
+    import fsspec
+
+    simple_run(tmp_path / "local" / "results", "exp", (1, 2))
+    memory = fsspec.filesystem("memory")
+    for path in (tmp_path / "local" / "results").rglob("*.json"):
+        memory.pipe(f"/bucket/results/{path.relative_to(tmp_path / 'local' / 'results').as_posix()}", path.read_bytes())
+    plugin = {"runs": ["memory://bucket/results", (tmp_path / "local" / "results").as_uri()], "workers": 1}
+    with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
+        site = build_site(tmp_path / "project", plugin=plugin, strict=True)
+    overview = read(site / "runs" / "index.html")
+    assert ">memory://bucket/results/exp</a>" in overview and "/local/results/exp</a>" in overview
+    pages = sorted(p.relative_to(site).as_posix() for p in (site / "runs").rglob("step-2/index.html"))
+    assert len(pages) == 2
+    html = [read(site / p) for p in pages]
+    assert html[0].count('class="h"') == html[1].count('class="h"') > 0  # the same pages either way
+    # a new step in the bucket appears at the next build; unchanged files are not copied again
+    memory.pipe("/bucket/results/exp/trajectories/trajectories_step_3.json",
+                (tmp_path / "local" / "results" / "exp" / "trajectories" / "trajectories_step_2.json").read_bytes())
+    caplog.clear()
+    with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
+        site = build_site(tmp_path / "project", plugin=plugin, strict=True)
+    assert "(1 read, 4 from cache)" in caplog.text
+    assert any(p.name == "step-3" for p in (site / "runs").rglob("step-3"))

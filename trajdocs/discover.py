@@ -57,6 +57,8 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
     skipped = {os.path.abspath(s) for s in skip}
     experiments: list[Experiment] = []
     for root, label in zip(roots, labels):
+        if not root:
+            continue
         for folder, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS
                              and os.path.abspath(os.path.join(folder, d)) not in skipped)

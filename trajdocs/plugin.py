@@ -25,6 +25,7 @@ from .insights import (ForkingTally, PromptTally, PromptUse, Run, aggregates_csv
                        comparison_charts, comparison_table, experiment_charts)
 from .model import Experiment, StepSummary
 from .readers import FORMATS
+from .remote import is_url, mirror
 from .render import (RenderOptions, clean, esc, experiment_table, fmt_number, fmt_ratio, latest_readable,
                      overview_table, pager, step_links)
 
@@ -144,7 +145,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if not runs or not all(isinstance(r, str) and r.strip() for r in runs):
             raise PluginError("trajdocs: 'runs' must be a folder or a list of folders")
         base = os.path.dirname(os.path.abspath(config.config_file_path or "mkdocs.yml"))
-        self.roots = [os.path.normpath(os.path.join(base, os.path.expanduser(r))) for r in runs]
+        self.roots = [r if is_url(r) else os.path.normpath(os.path.join(base, os.path.expanduser(r))) for r in runs]
         self.labels = [r.strip("/") for r in runs] if len(runs) > 1 else [""]
         self.prefix = self.config.path.strip("/")
         if not self.prefix or ".." in self.prefix.split("/"):
@@ -179,10 +180,16 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.unfilled = []
         for asset in sorted(ASSETS.iterdir()):
             files.append(File.generated(config, f"{ASSET_URI}/{asset.name}", abs_src_path=str(asset)))
+        roots = []
         for root in self.roots:
-            if not os.path.isdir(root):
+            if is_url(root):  # copied into the cache, only what is new or changed
+                root, problems = mirror(root, str(self.cache.folder))
+                for problem in problems:
+                    log.warning(problem)
+            elif not os.path.isdir(root):
                 log.warning(f"runs folder not found: {root}")
-        experiments = find_experiments(self.roots, self.labels,
+            roots.append(root)
+        experiments = find_experiments(roots, self.labels,
                                        skip=(config.site_dir, config.docs_dir, str(self.cache.folder)))
         self.runs, self.experiment_pages, self.step_pages, self.urls = [], {}, {}, {}
         for exp in experiments:
@@ -230,7 +237,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 files.append(File.generated(config, f"{self.prefix}/{exp.slug}/{name}", content=content))
             self.runs.append(run)
             self.experiment_pages[run.page_uri] = run
-        for folder in empty_folders(self.roots, experiments):
+        for folder in empty_folders([r for r in roots if r], experiments):
             log.info(f"{folder}: no step files, skipped")
         if not self.runs:
             log.info(f"no step files found under {', '.join(self.roots)}")
