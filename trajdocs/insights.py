@@ -11,7 +11,7 @@ import math
 from collections import Counter
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
-from .charts import Point, Series, bar_chart, line_chart, sparkline
+from .charts import Point, Series, line_chart, sparkline
 from .model import StepSummary
 from .text import DASH, esc, fmt_number, fmt_ratio
 from .stats import HISTOGRAM_WIDTH, TOP_FORKING
@@ -100,10 +100,6 @@ def histogram_overlay(rows: Sequence[tuple[StepSummary, str]]) -> str:
                                                 for i, n in enumerate(s.histogram)]))
     return line_chart("Entropy score distribution: first, middle and last step (share of scored tokens)",
                       series, fmt_ratio, x_label="entropy score")
-
-
-def step_histogram(summary: StepSummary) -> str:
-    return bar_chart(f"Entropy scores of step {summary.step}", summary.histogram, HISTOGRAM_WIDTH, "entropy score")
 
 
 def aggregates_csv(summaries: Sequence[StepSummary]) -> str:

@@ -202,41 +202,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                                             self.config.workers or os.cpu_count() or 1))
         read = cached = 0
         for exp in experiments:
-            run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
-            images: set[str] = set()
-            for position, step in enumerate(exp.steps):
-                key, summary, hit = next(results)
-                cached += hit
-                read += not hit
-                if summary.unreadable:
-                    log.warning(f"{step.path}: unreadable: {summary.unreadable}")
-                for problem in summary.problems:
-                    log.warning(f"{step.path}: {problem}")
-                run.summaries.append(summary)
-                run.keys.append(key)
-                run.step_uris.append(self._step_uri(exp, step.step, 1))
-                images.update(summary.images)
-                for page in range(1, summary.pages + 1):
-                    uri = self._step_uri(exp, step.step, page)
-                    self.step_pages[uri] = StepPage(run, position, key, page)
-                    title = f"Step {step.step} · {title_text(exp.name)}"
-                    heading = f"Step {step.step}"
-                    if summary.pages > 1:
-                        title += f" · page {page}"
-                        heading += f" · page {page} of {summary.pages}"
-                    self._add_page(files, config, uri, page_source(title, heading, False), in_nav=False)
-            for rel in sorted(images):
-                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/files/{rel}",
-                                            abs_src_path=os.path.join(exp.folder, rel)))
-            if not exp.steps:
-                continue
-            self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True),
-                           in_nav=not self.user_nav)
-            for name, content in (("steps.csv", aggregates_csv(run.summaries)),
-                                  ("steps.json", aggregates_json(run.summaries))):
-                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/{name}", content=content))
-            self.runs.append(run)
-            self.experiment_pages[run.page_uri] = run
+            hits = self._add_run(files, config, exp, [next(results) for _ in exp.steps])
+            cached += hits
+            read += len(exp.steps) - hits
         for folder in empty_folders([r for r in roots if r], experiments):
             log.info(f"{folder}: no step files, skipped")
         if not self.runs:
@@ -255,6 +223,43 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         log.info(f"{len(self.runs)} experiments, {sum(len(r.summaries) for r in self.runs)} steps "
                  f"({read} read{workers}, {cached} from cache) in {time.monotonic() - started:.1f} s")
         return files
+
+    def _add_run(self, files: Files, config: MkDocsConfig, exp: Experiment,
+                 results: list[tuple[str, StepSummary, bool]]) -> int:
+        """Pages and files of one experiment: its step pages, images, experiment page and
+        downloads; warnings for its problems. Returns how many steps came from the cache."""
+        run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
+        images: set[str] = set()
+        for position, (step, (key, summary, _)) in enumerate(zip(exp.steps, results)):
+            if summary.unreadable:
+                log.warning(f"{step.path}: unreadable: {summary.unreadable}")
+            for problem in summary.problems:
+                log.warning(f"{step.path}: {problem}")
+            run.summaries.append(summary)
+            run.keys.append(key)
+            run.step_uris.append(self._step_uri(exp, step.step, 1))
+            images.update(summary.images)
+            for page in range(1, summary.pages + 1):
+                self.step_pages[self._step_uri(exp, step.step, page)] = StepPage(run, position, key, page)
+                title = f"Step {step.step} · {title_text(exp.name)}"
+                heading = f"Step {step.step}"
+                if summary.pages > 1:
+                    title += f" · page {page}"
+                    heading += f" · page {page} of {summary.pages}"
+                self._add_page(files, config, self._step_uri(exp, step.step, page),
+                               page_source(title, heading, False), in_nav=False)
+        for rel in sorted(images):
+            files.append(File.generated(config, f"{self.prefix}/{exp.slug}/files/{rel}",
+                                        abs_src_path=os.path.join(exp.folder, rel)))
+        if exp.steps:
+            self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True),
+                           in_nav=not self.user_nav)
+            for name, content in (("steps.csv", aggregates_csv(run.summaries)),
+                                  ("steps.json", aggregates_json(run.summaries))):
+                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/{name}", content=content))
+            self.runs.append(run)
+            self.experiment_pages[run.page_uri] = run
+        return sum(hit for _, _, hit in results)
 
     def _step_uri(self, exp: Experiment, step: int, page: int) -> str:
         suffix = "" if page == 1 else f"-{page}"
