@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the test dependencies (Debian's chromium for the browser tests, the package with its
-# [test] extra in .venv) and run the whole test suite. Extra arguments go to pytest.
+# [test] extra in .venv) and run the whole test suite; then the suite without browser tests on
+# every other supported Python (3.10 to 3.13) found on this machine. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export NO_MKDOCS_2_WARNING=1
 if ! command -v chromium >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -12,5 +14,16 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
-export NO_MKDOCS_2_WARNING=1
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+
+main=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+for version in 3.10 3.11 3.12 3.13; do
+  [ "$version" = "$main" ] && continue
+  python=$(command -v "python$version" || true)
+  { [ -n "$python" ] && "$python" -c 'import venv' 2>/dev/null; } || continue
+  echo "--- Python $version"
+  "$python" -m venv ".venv-$version"
+  ".venv-$version/bin/python" -m pip install --quiet --upgrade pip
+  ".venv-$version/bin/python" -m pip install --quiet -e '.[test]'
+  ".venv-$version/bin/python" -m pytest -q -m "not browser" -p no:cacheprovider
+done
