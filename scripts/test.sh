@@ -17,11 +17,15 @@ python3 -m venv .venv
 .venv/bin/python -m pytest "$@"
 
 main=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+pyenv_root=$(pyenv root 2>/dev/null || true)
 for version in 3.10 3.11 3.12 3.13; do
   [ "$version" = "$main" ] && continue
-  python=$(command -v "python$version" || true)
-  { [ -n "$python" ] && "$python" -c 'import venv' 2>/dev/null; } || continue
-  echo "--- Python $version"
+  python=""
+  for candidate in "$(command -v "python$version" || true)" ${pyenv_root:+"$pyenv_root"/versions/"$version".*/bin/python}; do
+    if [ -x "$candidate" ] && "$candidate" -c 'import venv' 2>/dev/null; then python=$candidate; break; fi
+  done
+  if [ -z "$python" ]; then echo "--- Python $version: not on this machine, skipped"; continue; fi
+  echo "--- Python $version ($python)"
   "$python" -m venv ".venv-$version"
   ".venv-$version/bin/python" -m pip install --quiet --upgrade pip
   ".venv-$version/bin/python" -m pip install --quiet -e '.[test]'
