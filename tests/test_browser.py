@@ -123,13 +123,16 @@ PAYLOAD = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 def test_hostile_input_injects_nothing_and_runs_no_script(page, tmp_path, serve):
     name = '<img src=x onerror=window.__xss=3>'
     long_token = "x" * 6000
-    record = trajectory(1, 0, [tok(PAYLOAD, True, 2.0), tok(long_token), tok("</span></div><b>", True, 1.0)],
-                        label=PAYLOAD, reference="</pre>" + PAYLOAD, **{PAYLOAD: PAYLOAD},
-                        full_sequence=PAYLOAD + "</details></summary>" + PAYLOAD)
+    tokens = [tok(PAYLOAD, True, 2.0), tok(long_token), tok("</span></div><b>", True, 1.0)]
+    record = trajectory(1, 0, tokens, label=PAYLOAD, reference="</pre>" + PAYLOAD, **{PAYLOAD: PAYLOAD},
+                        full_sequence=PAYLOAD + "</details></summary>" + "".join(t["text"] for t in tokens))
     write_step(tmp_path / "results", name, 1, [record])
+    write_step(tmp_path / "results", name, 2, [record])  # the hostile prompt recurs: on the prompts page
     build_site(tmp_path)
     base = serve(tmp_path / "site")
-    for path in ("runs/", "runs/img-src-x-onerror-window.__xss-3/", "runs/img-src-x-onerror-window.__xss-3/step-1/"):
+    assert PAYLOAD.replace("<", "&lt;").replace(">", "&gt;") in (tmp_path / "site" / "runs" / "prompts" / "index.html").read_text()
+    for path in ("runs/", "runs/prompts/", "runs/img-src-x-onerror-window.__xss-3/",
+                 "runs/img-src-x-onerror-window.__xss-3/step-1/"):
         page.goto(base + path)
         page.wait_for_load_state("load")
         for token in page.locator(".td-tokens .h").all():
