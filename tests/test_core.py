@@ -106,3 +106,26 @@ def test_demo_writes_lightrft_shaped_runs(tmp_path):
         assert r["full_sequence"].endswith(r["pure_generated_text"] + "<|im_end|>")
         assert len(r["advantages"]) == len(pure) and math.isfinite(r["advantages"][0])
     assert "synthetic" in Path(files[0]).parts[-3]
+
+
+def test_repeated_tokens_are_skipped_only_when_the_cut_is_exact(tmp_path):
+    import orjson
+
+    from trajdocs.readers import without_repeated_tokens
+
+    records = [trajectory(1, i, [tok("a]", True, 1.0), tok("\n  ],\n  \"x\""), tok("}")]) for i in range(3)]
+    written = json.dumps(records, indent=2, ensure_ascii=False).encode()  # as LightRFT's saver writes
+    cut = without_repeated_tokens(written)
+    assert len(cut) < len(written)
+    for full, read in zip(orjson.loads(written), orjson.loads(cut)):
+        assert read["generated_tokens"] == []
+        assert {k: v for k, v in full.items() if k != "generated_tokens"} == \
+            {k: v for k, v in read.items() if k != "generated_tokens"}
+    compact = json.dumps(records).encode()
+    assert without_repeated_tokens(compact) == compact
+    reordered = json.dumps([{"pure_generated_tokens": [], "generated_tokens": [{"text": "a"}]}], indent=2).encode()
+    assert without_repeated_tokens(reordered) == reordered
+    # the reader still knows the prompt's last token and shows the same tokens
+    path = write_step(tmp_path, "e", 1, records)
+    (traj, *_) = read_step(str(path)).trajectories
+    assert traj.prompt_tail == "\n" and traj.tokens.texts == ["a]", "\n  ],\n  \"x\"", "}"]

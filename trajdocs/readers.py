@@ -92,7 +92,7 @@ def _read_step(path: str, fmt: str) -> StepData:
         result.trajectories = _read_verl(data, problems)
     else:
         try:
-            doc = loads(data)
+            doc = loads(without_repeated_tokens(data))
         except (ValueError, UnicodeDecodeError) as err:
             result.unreadable = _decode_error(err, data)
             return result
@@ -103,6 +103,32 @@ def _read_step(path: str, fmt: str) -> StepData:
 
 
 # --- LightRFT -------------------------------------------------------------------------------
+
+GEN_KEY = b'"generated_tokens": ['
+PURE_KEY = b'"pure_generated_tokens": ['
+SKIPPED = b"[]"  # what a skipped generated_tokens array becomes
+
+
+def without_repeated_tokens(data: bytes) -> bytes:
+    """Cut every `generated_tokens` array out of a pretty-printed LightRFT file before parsing:
+    it repeats `pure_generated_tokens` (which the saver writes right after it) plus the prompt's
+    last token, about a third of the bytes. The array's end is found by the rare key that follows
+    and checked to be `]` at the key's own indentation (no string holds a raw newline, nested
+    arrays are deeper), so the cut is exact; any other layout is returned unchanged."""
+    parts, pos = [], 0
+    while (start := data.find(GEN_KEY, pos)) >= 0:
+        indent = data[data.rfind(b"\n", 0, start) + 1:start]
+        follower = data.find(PURE_KEY, start)
+        close = b"\n" + indent + b"],\n" + indent
+        if not indent or indent.strip(b" ") or data[follower - len(close):follower] != close:
+            return data
+        parts += [data[pos:start + len(GEN_KEY) - 1], SKIPPED]
+        pos = follower - len(close) + len(indent) + 2  # from the "," after the array
+    if not parts:
+        return data
+    parts.append(data[pos:])
+    return b"".join(parts)
+
 
 def _read_lightrft(doc: Any, problems: Problems) -> list[Trajectory]:
     if isinstance(doc, dict):
@@ -141,6 +167,9 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
         traj.tokens = parse_tokens(pure, f"{where}: pure_generated_tokens", problems)
         if isinstance(gen, list) and len(gen) == len(pure) + 1:
             traj.prompt_tail = parse_tokens(gen[:1], f"{where}: generated_tokens", problems).texts[0]
+        elif gen == [] and traj.generated_text and traj.pure_generated_text is not None \
+                and traj.generated_text.endswith(traj.pure_generated_text):  # skipped before parsing
+            traj.prompt_tail = traj.generated_text[:len(traj.generated_text) - len(traj.pure_generated_text)]
     elif isinstance(gen, list) and gen:
         tokens = parse_tokens(gen, f"{where}: generated_tokens", problems)
         traj.prompt_tail = tokens.texts[0]
