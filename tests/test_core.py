@@ -31,6 +31,7 @@ def test_slugs_are_url_safe_and_unique(tmp_path):
     slugs = sorted(e.slug for e in find_experiments([str(tmp_path)]))
     assert slugs == ["a-b", "a-b-2"]
     assert slugify("../<script>/x") == "script/x"
+    assert slugify("实验 一/run") == "实验-一/run"  # letters of any script stay in URLs
 
 
 def test_generated_tokens_only_drops_the_prompt_token(tmp_path):

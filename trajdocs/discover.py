@@ -29,7 +29,7 @@ def slugify(name: str) -> str:
     """URL path for an experiment name: safe characters per segment, '/' kept between segments."""
     segments = []
     for part in name.replace("\\", "/").split("/"):
-        part = re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-.")
+        part = re.sub(r"[^\w.-]+", "-", part).strip("-.")  # letters of any script stay
         if part:
             segments.append(part)
     return "/".join(segments) or "experiment"
