@@ -130,3 +130,13 @@ def test_repeated_tokens_are_skipped_only_when_the_cut_is_exact(tmp_path):
     path = write_step(tmp_path, "e", 1, records)
     (traj, *_) = read_step(str(path)).trajectories
     assert traj.prompt_tail == "\n" and traj.tokens.texts == ["a]", "\n  ],\n  \"x\"", "}"]
+
+
+def test_cache_json_keeps_lone_surrogates():
+    from trajdocs.cache import json_bytes
+    from trajdocs.model import StepSummary
+    from trajdocs.readers import loads
+
+    assert loads(json_bytes({"prompt": "a\ud800b"})) == {"prompt": "a\ud800b"}
+    summary = StepSummary(step=3, problems=["bad \udcff name"])
+    assert StepSummary(**loads(json_bytes(summary))) == summary

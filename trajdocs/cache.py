@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
+import orjson
+
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import loads, read_step
@@ -69,11 +71,21 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions) -> tuple
     return summary, fragments, extras
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def json_bytes(value: object) -> bytes:
+    """orjson (dataclasses too), or the stdlib where orjson refuses (lone surrogates in text)."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        return json.dumps(value).encode()
+
+
+def _write_atomic(path: Path, text: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -112,8 +124,8 @@ def render_job(job: Job) -> StepSummary:
     folder = Path(job.folder)
     for page, fragment in enumerate(fragments, 1):
         _write_atomic(fragment_file(folder, job.key, page), fragment)
-    _write_atomic(extras_file(folder, job.key), json.dumps(extras))
-    _write_atomic(folder / f"{job.key}.json", json.dumps(dataclasses.asdict(summary)))  # last: marks complete
+    _write_atomic(extras_file(folder, job.key), json_bytes(extras))
+    _write_atomic(folder / f"{job.key}.json", json_bytes(summary))  # last: marks complete
     return summary
 
 
@@ -145,7 +157,7 @@ def render_jobs(jobs: list[Job], workers: int) -> tuple[list[StepSummary], int]:
                 answer = proc.stdout.readline()
                 if not answer:
                     break
-                results[i] = StepSummary(**json.loads(answer))
+                results[i] = StepSummary(**loads(answer))
         except (OSError, ValueError, TypeError):
             pass
         finally:
@@ -183,7 +195,7 @@ class StepCache:
             return self.known[key]
         summary_file = self.folder / f"{key}.json"
         try:
-            summary = StepSummary(**json.loads(summary_file.read_text(encoding="utf-8")))
+            summary = StepSummary(**loads(summary_file.read_bytes()))
         except (OSError, ValueError, TypeError):
             return None  # missing or damaged: rebuilt by the caller
         if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)):

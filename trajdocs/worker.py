@@ -3,17 +3,15 @@ cache, answers with its aggregates as one JSON line. Started by `cache.render_jo
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 
-from .cache import job_from_json, render_job
+from .cache import job_from_json, json_bytes, render_job
 
 
 def main() -> int:
     for line in sys.stdin:
         summary = render_job(job_from_json(line))
-        sys.stdout.write(json.dumps(dataclasses.asdict(summary)) + "\n")
+        sys.stdout.write(json_bytes(summary).decode() + "\n")
         sys.stdout.flush()
     return 0
 
