@@ -148,3 +148,30 @@ def test_best_and_worst_side_by_side(page, run_site, serve):
     assert "worst: trajectory 0, reward 0.25" in columns.nth(1).inner_text()
     page.get_by_role("button", name="Close the comparison").click()
     assert page.locator(".td-versus").count() == 0
+
+
+def test_views_after_an_appended_step_equal_a_fresh_build(tmp_path):
+    """serve keeps the plugin: a rebuild that only appends a step updates the merged views from
+    the new step alone; they must equal what a fresh build computes from every step."""
+    def forking_and_prompts(site: Path) -> tuple[str, str]:
+        exp = read(site / "runs" / "exp-a" / "index.html")
+        prompts = read(site / "runs" / "prompts" / "index.html")
+        return (exp[exp.index('<table class="td-table td-sortable td-forking">'):exp.index("</table>", exp.index("td-forking"))],
+                prompts[prompts.index('<section class="td-prompt-use"'):prompts.rindex("</section>")])
+
+    def step(n: int) -> list:
+        words = [" Wait", " so", " Hmm", " then"]
+        return [record(n, i, float(i % 2), [tok(w, (n + i + j) % 3 == 0, 1.0 + j) for j, w in enumerate(words * (1 + n % 2))],
+                       prompt=f"question {n % 2}") for i in range(2)]
+
+    live, fresh = tmp_path / "live", tmp_path / "fresh"
+    for n in (1, 2, 3):
+        write_step(live / "results", "exp-a", n, step(n))
+    build_site(live)
+    for n in (4, 5):  # the trainer writes more steps; the same plugin instance rebuilds
+        write_step(live / "results", "exp-a", n, step(n))
+        incremental = forking_and_prompts(build_site(live))
+    for n in (1, 2, 3, 4, 5):
+        write_step(fresh / "results", "exp-a", n, step(n))
+    assert forking_and_prompts(build_site(fresh)) == incremental
+    assert "Prompt seen at 3 steps" in incremental[1] and "Prompt seen at 2 steps" in incremental[1]

@@ -139,9 +139,13 @@ class ForkingTally:
             row[2] += score_sum
             row[3] += scored
 
-    def choose(self) -> None:
+    def choose(self) -> bool:
+        """Pick the top tokens; True when they changed (their series must be fed every step again)."""
         chosen = sorted(self.totals, key=lambda t: (-self.totals[t][1], t))[:self.top]
+        if list(self.series) == chosen:
+            return False
         self.series = {t: [] for t in chosen}
+        return True
 
     def second(self, extra: dict) -> None:
         forking = extra.get("forking", {})
@@ -240,9 +244,14 @@ class PromptTally:
     def first(self, groups: Iterable[dict]) -> None:
         self.counts.update(g["key"] for g in groups)
 
-    def choose(self) -> None:
+    def choose(self) -> bool:
+        """Pick the prompts to show; True when they changed (their rows must be collected again)."""
         recurring = [(n, k) for k, n in self.counts.items() if n > 1]
-        self.rows = {k: [] for _, k in sorted(recurring, key=lambda nk: (-nk[0], nk[1]))[:self.limit]}
+        chosen = [k for _, k in sorted(recurring, key=lambda nk: (-nk[0], nk[1]))[:self.limit]]
+        if list(self.rows) == chosen:
+            return False
+        self.rows = {k: [] for k in chosen}
+        return True
 
     def second(self, use: PromptUse) -> None:
         rows = self.rows.get(use.group["key"])

@@ -127,6 +127,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
         self._views: dict[tuple, dict[str, str]] = {}  # see _merged
+        self._tallies: tuple | None = None  # what the last views were merged from, see _merged
         self._steps_seen: set[tuple[str, int]] | None = None  # the last build's steps, to name new ones
         self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
@@ -157,7 +158,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             folder = self._temp_cache = self._temp_cache or tempfile.mkdtemp(prefix="trajdocs-")
         if self.cache is None or str(self.cache.folder) != folder:
             self.cache = StepCache(folder)
-            self._steps_seen = None  # another site
+            self._steps_seen = self._tallies = None  # another site
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
@@ -337,34 +338,51 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         return links
 
     def _merged(self) -> dict[str, str]:
-        """Views merged from every step's extras (forking tokens per experiment, recurring prompts),
-        made in two passes over the extras and kept while no step changes (serve rebuilds)."""
+        """Views merged from every step's extras (forking tokens per experiment, recurring prompts):
+        two passes over the extras. While `serve` follows a run that only appends steps, the
+        previous tallies are kept and only the new steps are read."""
         state = (self.config.path, tuple(k for run in self.runs for k in run.keys))
         if state in self._views:
             return self._views[state]
         assert self.cache is not None
-        forking = {run.page_uri: ForkingTally() for run in self.runs}
-        prompts = PromptTally()
-        readable = [(run, [(s.step, k) for s, k in zip(run.summaries, run.keys) if not s.unreadable]) for run in self.runs]
-        for run, steps in readable:
-            for _, key in steps:
+        steps = {run.page_uri: [(s.step, k) for s, k in zip(run.summaries, run.keys) if not s.unreadable]
+                 for run in self.runs}
+        old = self._tallies
+        appended = old is not None and old[0] == self.config.path and all(
+            steps.get(uri, [])[:len(seen)] == seen for uri, seen in old[1].items())
+        forking: dict[str, ForkingTally] = old[2] if appended else {}
+        prompts: PromptTally = old[3] if appended else PromptTally()
+        seen = old[1] if appended else {}
+        for run in self.runs:
+            forking.setdefault(run.page_uri, ForkingTally())
+        new = {uri: s[len(seen.get(uri, [])):] for uri, s in steps.items()}
+        for uri, run_steps in new.items():
+            for _, key in run_steps:
                 extra = self.cache.extras(key)
-                forking[run.page_uri].first(extra)
+                forking[uri].first(extra)
                 prompts.first(extra.get("prompts", []))
-        for tally in forking.values():
-            tally.choose()
-        prompts.choose()
+        refeed = {uri for uri in steps if forking[uri].choose()}
+        all_prompts = prompts.choose()
         here = self.urls[self.prompts_uri]
-        for run, steps in readable:
-            for step, key in steps:
+        by_uri = {run.page_uri: run for run in self.runs}
+        for uri, run_steps in steps.items():
+            run = by_uri[uri]
+            for i, (step, key) in enumerate(run_steps):
+                is_new = i >= len(seen.get(uri, []))
+                feed_forking, feed_prompts = is_new or uri in refeed, is_new or all_prompts
+                if not (feed_forking or feed_prompts):
+                    continue
                 extra = self.cache.extras(key)
-                forking[run.page_uri].second(extra)
-                for group in extra.get("prompts", []):
-                    if group["key"] in prompts.rows:
-                        target = self.urls[self._step_uri(run.exp, step, group.get("best_page", 1))]
-                        url = f"{get_relative_url(target, here)}#traj-{group['best_index']}"
-                        prompts.second(PromptUse(run.exp.name, step, url, group))
-        views = {uri: tally.html() for uri, tally in forking.items()}
+                if feed_forking:
+                    forking[uri].second(extra)
+                if feed_prompts:
+                    for group in extra.get("prompts", []):
+                        if group["key"] in prompts.rows:
+                            target = self.urls[self._step_uri(run.exp, step, group.get("best_page", 1))]
+                            url = f"{get_relative_url(target, here)}#traj-{group['best_index']}"
+                            prompts.second(PromptUse(run.exp.name, step, url, group))
+        self._tallies = (self.config.path, steps, {u: forking[u] for u in steps}, prompts)
+        views = {uri: forking[uri].html() for uri in steps}
         views[self.prompts_uri] = prompts.html()
         self._views = {state: views}
         return views
