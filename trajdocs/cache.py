@@ -25,8 +25,9 @@ import orjson
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import loads, read_step
-from .render import RenderOptions, esc, step_fragments
-from .stats import forking_tokens, prompt_groups, summarize_step
+from .render import RenderOptions, step_fragments
+from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
+from .text import esc
 
 ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+|\.extra)?\.(?:html|json)")
 _CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
@@ -58,9 +59,10 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions) -> tuple
     experiment-wide views merge (forking tokens, prompt groups). Never raises."""
     data = read_step(path, fmt)
     try:
-        summary = summarize_step(step, data)
+        stats = trajectory_table(data.trajectories)
+        summary = summarize_step(step, data, stats)
         page_of: dict[int, int] = {}
-        fragments = step_fragments(data, summary, path, options, page_of)
+        fragments = step_fragments(data, summary, path, options, page_of, stats)
         extras = {"forking": forking_tokens(data.trajectories), "prompts": prompt_groups(data.trajectories, page_of)}
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))

@@ -120,26 +120,24 @@ def _mkdocs(arguments: list[str]) -> int:
     return 0
 
 
-def _build(args: argparse.Namespace) -> int:
-    if not os.path.isdir(args.runs):
-        print(f"trajdocs build: {args.runs} is not a folder", file=sys.stderr)
+def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> int:
+    """`mkdocs build|serve` for a runs folder, with a temporary configuration."""
+    if not os.path.isdir(runs):
+        print(f"trajdocs {command}: {runs} is not a folder", file=sys.stderr)
         return 2
-    config = _one_off_config(args.runs, args.output)
+    config = _one_off_config(runs, site)
     try:
-        return _mkdocs(["build", "-f", config] + (["--strict"] if args.strict else []))
+        return _mkdocs([command, "-f", config, *options])
     finally:
         shutil.rmtree(os.path.dirname(config), ignore_errors=True)
+
+
+def _build(args: argparse.Namespace) -> int:
+    return _one_off("build", args.runs, args.output, ["--strict"] if args.strict else [])
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if not os.path.isdir(args.runs):
-        print(f"trajdocs serve: {args.runs} is not a folder", file=sys.stderr)
-        return 2
-    config = _one_off_config(args.runs, None)
-    try:
-        return _mkdocs(["serve", "-f", config, "-a", args.dev_addr])
-    finally:
-        shutil.rmtree(os.path.dirname(config), ignore_errors=True)
+    return _one_off("serve", args.runs, None, ["-a", args.dev_addr])
 
 
 def build_parser() -> argparse.ArgumentParser:

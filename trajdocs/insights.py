@@ -14,7 +14,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence, Union
 from .charts import Point, Series, line_chart, sparkline
 from .model import StepSummary
 from .text import DASH, esc, fmt_number, fmt_ratio
-from .stats import HISTOGRAM_WIDTH, TOP_FORKING
+from .stats import HISTOGRAM_WIDTH, TOP_FORKING, finite_mean
 
 Getter = Callable[[StepSummary], Union[float, None]]
 METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, format)
@@ -162,7 +162,7 @@ class ForkingTally:
         rows = []
         for text, series in self.series.items():
             occ, flagged, score_sum, scored = self.totals[text]
-            early, late = _mean(series[:third]), _mean(series[-third:])
+            early, late = finite_mean(series[:third]), finite_mean(series[-third:])
             share = flagged / occ if occ else None
             mean = score_sum / scored if scored else None
             shown = esc(text) if text else '<span class="td-null">(whitespace)</span>'
@@ -178,11 +178,6 @@ class ForkingTally:
 
 def _sort(value: Union[float, None]) -> str:
     return "" if value is None else repr(value)
-
-
-def _mean(values: Iterable[Union[float, None]]) -> Union[float, None]:
-    finite = [v for v in values if v is not None]
-    return sum(finite) / len(finite) if finite else None
 
 
 # --- across experiments ---------------------------------------------------------------------

@@ -26,8 +26,8 @@ from .insights import (ForkingTally, PromptTally, PromptUse, Run, aggregates_csv
 from .model import Experiment, StepSummary
 from .readers import FORMATS
 from .remote import is_url, mirror
-from .render import (RenderOptions, clean, esc, experiment_table, fmt_number, fmt_ratio, latest_readable,
-                     overview_table, pager, step_links)
+from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
+from .text import clean, esc, fmt_number, fmt_ratio
 
 log = get_plugin_logger(__name__)
 
@@ -61,6 +61,17 @@ class ExperimentRun:
     page_uri: str
     step_uris: list[str]
     keys: list[str] = field(default_factory=list)  # cache keys of the steps
+
+
+@dataclass
+class Merged:
+    """The views merged from the step extras, and what they were merged from (see `_merged`)."""
+
+    path: str
+    steps: dict[str, list[tuple[int, str]]]  # experiment page -> (step, cache key) of readable steps
+    forking: dict[str, ForkingTally]
+    prompts: PromptTally
+    views: dict[str, str]  # page -> HTML
 
 
 @dataclass
@@ -126,8 +137,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.experiment_pages: dict[str, ExperimentRun] = {}
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
-        self._views: dict[tuple, dict[str, str]] = {}  # see _merged
-        self._tallies: tuple | None = None  # what the last views were merged from, see _merged
+        self._merged_from: Merged | None = None  # see _merged
         self._steps_seen: set[tuple[str, int]] | None = None  # the last build's steps, to name new ones
         self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
@@ -158,7 +168,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             folder = self._temp_cache = self._temp_cache or tempfile.mkdtemp(prefix="trajdocs-")
         if self.cache is None or str(self.cache.folder) != folder:
             self.cache = StepCache(folder)
-            self._steps_seen = self._tallies = None  # another site
+            self._steps_seen, self._merged_from = None, None  # another site
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
@@ -341,23 +351,22 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         """Views merged from every step's extras (forking tokens per experiment, recurring prompts):
         two passes over the extras. While `serve` follows a run that only appends steps, the
         previous tallies are kept and only the new steps are read."""
-        state = (self.config.path, tuple(k for run in self.runs for k in run.keys))
-        if state in self._views:
-            return self._views[state]
         assert self.cache is not None
         steps = {run.page_uri: [(s.step, k) for s, k in zip(run.summaries, run.keys) if not s.unreadable]
                  for run in self.runs}
-        old = self._tallies
-        appended = old is not None and old[0] == self.config.path and all(
-            steps.get(uri, [])[:len(seen)] == seen for uri, seen in old[1].items())
-        forking: dict[str, ForkingTally] = old[2] if appended else {}
-        prompts: PromptTally = old[3] if appended else PromptTally()
-        seen = old[1] if appended else {}
-        for run in self.runs:
-            forking.setdefault(run.page_uri, ForkingTally())
-        new = {uri: s[len(seen.get(uri, [])):] for uri, s in steps.items()}
-        for uri, run_steps in new.items():
-            for _, key in run_steps:
+        old = self._merged_from
+        if old is not None and not (old.path == self.config.path and all(
+                steps.get(uri, [])[:len(seen)] == seen for uri, seen in old.steps.items())):
+            old = None  # not only appended steps: merge everything again
+        if old is not None and steps == old.steps:
+            return old.views
+        forking: dict[str, ForkingTally] = old.forking if old else {}
+        prompts = old.prompts if old else PromptTally()
+        seen = old.steps if old else {}
+        for uri in steps:
+            forking.setdefault(uri, ForkingTally())
+        for uri, run_steps in steps.items():
+            for _, key in run_steps[len(seen.get(uri, [])):]:
                 extra = self.cache.extras(key)
                 forking[uri].first(extra)
                 prompts.first(extra.get("prompts", []))
@@ -381,10 +390,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                             target = self.urls[self._step_uri(run.exp, step, group.get("best_page", 1))]
                             url = f"{get_relative_url(target, here)}#traj-{group['best_index']}"
                             prompts.second(PromptUse(run.exp.name, step, url, group))
-        self._tallies = (self.config.path, steps, {u: forking[u] for u in steps}, prompts)
         views = {uri: forking[uri].html() for uri in steps}
         views[self.prompts_uri] = prompts.html()
-        self._views = {state: views}
+        self._merged_from = Merged(self.config.path, steps, {u: forking[u] for u in steps}, prompts, views)
         return views
 
     def _run_view(self, run: ExperimentRun, from_page: bool) -> Run:
@@ -404,11 +412,12 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 + "<h2>Comparison</h2>" + comparison_table(views, urls) + comparison_charts(views))
 
     def _experiment_body(self, run: ExperimentRun) -> str:
-        table = experiment_table(run.summaries, [self._link(run, u, False) for u in run.step_uris])
+        view = self._run_view(run, False)
+        table = experiment_table(run.summaries, view.step_urls)
         forking = self._merged()[run.page_uri]
         downloads = ('<p class="td-facts">Step aggregates: <a href="steps.csv" download>CSV</a> · '
                      '<a href="steps.json" download>JSON</a></p>')
-        parts = [experiment_charts(self._run_view(run, False)), "<h2>Steps</h2>", downloads, table]
+        parts = [experiment_charts(view), "<h2>Steps</h2>", downloads, table]
         if forking:
             parts += ["<h2>Forking tokens</h2>", '<p class="td-note">The token strings most often flagged '
                       "high-entropy in this experiment, and how often they are flagged early and late in "

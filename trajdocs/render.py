@@ -17,8 +17,9 @@ from urllib.parse import quote
 
 from .charts import bar_chart
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
-from .stats import HISTOGRAM_WIDTH, TokenStats, finite_mean, trajectory_stats
-from .text import DASH, NEEDS_ESCAPE, UNSHOWABLE, attr, clean, esc, fmt_number, fmt_ratio  # noqa: F401 (re-exported)
+from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
+                    trajectory_table)
+from .text import DASH, NEEDS_ESCAPE, UNSHOWABLE, attr, esc, fmt_number, fmt_ratio
 
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("scores", "Entropy score", True),
@@ -27,8 +28,6 @@ TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("gen", "generated_text", False),
     ("pure", "pure_generated_text", False),
 )
-
-
 
 
 @dataclass(frozen=True)
@@ -226,15 +225,6 @@ def prompt_html(label: str, text: str) -> str:
     return f'<details class="td-prompt"><summary>{label}</summary><pre class="td-text">\n{esc(text)}</pre></details>'
 
 
-def group_trajectories(trajectories: Sequence[Trajectory]) -> list[list[Trajectory]]:
-    """Trajectories sharing a prompt (a GRPO group), in order of first appearance."""
-    groups: dict[object, list[Trajectory]] = {}
-    for traj in trajectories:
-        key = ("prompt", traj.prompt) if traj.prompt else ("alone", traj.index)
-        groups.setdefault(key, []).append(traj)
-    return list(groups.values())
-
-
 def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[int, TokenStats]) -> str:
     if len(group) == 1:
         return trajectory_html(group[0], options, st=stats.get(group[0].index))
@@ -282,7 +272,7 @@ class EntropyScale:
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory], summary: StepSummary) -> "EntropyScale":
         token_sets = [t.tokens for t in trajectories if t.tokens is not None and not t.tokens.segments]
-        if not any(v is not None for tk in token_sets for v in tk.scores):
+        if all(tk.scores.count(None) == len(tk.scores) for tk in token_sets):
             return cls("none", None, summary.high_entropy_ratio)
         if any(None in tk.scores for tk in token_sets):
             return cls("flagged", None, summary.high_entropy_ratio)
@@ -370,8 +360,10 @@ def problems_html(summary: StepSummary, path: str) -> str:
 
 
 def step_fragments(data: StepData, summary: StepSummary, path: str,
-                   options: RenderOptions = RenderOptions(), page_of: Union[dict[int, int], None] = None) -> list[str]:
-    """Bodies of a step's pages (one unless the step has more than `per_page` trajectories)."""
+                   options: RenderOptions = RenderOptions(), page_of: Union[dict[int, int], None] = None,
+                   stats: Union[dict[int, TokenStats], None] = None) -> list[str]:
+    """Bodies of a step's pages (one unless the step has more than `per_page` trajectories).
+    `page_of` receives each trajectory's page; `stats` are its statistics when already known."""
     off = "".join(f" td-off-{key}" for key, _, on in TOGGLES if not on)
     scale = EntropyScale.of(data.trajectories, summary)
     top = [problems_html(summary, options.shown_path(path))]
@@ -386,7 +378,7 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
             top.append(f'<details class="td-hist"><summary>Entropy score distribution</summary>{chart}</details>')
     pages = paginate(group_trajectories(data.trajectories), max(1, options.per_page))
     fragments = []
-    stats = {t.index: trajectory_stats(t) for t in data.trajectories}
+    stats = stats if stats is not None else trajectory_table(data.trajectories)
     for number, groups in enumerate(pages, 1):
         if page_of is not None:
             page_of.update((t.index, number) for g in groups for t in g)

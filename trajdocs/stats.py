@@ -52,14 +52,20 @@ def trajectory_stats(traj: Trajectory) -> TokenStats:
     return token_stats(traj.tokens, traj.response_length)
 
 
-def summarize_step(step: int, data: StepData) -> StepSummary:
+def trajectory_table(trajectories: Iterable[Trajectory]) -> dict[int, TokenStats]:
+    """Statistics of each trajectory, by index: computed once, used by the aggregates and the pages."""
+    return {t.index: trajectory_stats(t) for t in trajectories}
+
+
+def summarize_step(step: int, data: StepData, stats: Union[dict[int, TokenStats], None] = None) -> StepSummary:
     summary = StepSummary(step=step, problems=list(data.problems), unreadable=data.unreadable)
     trajs = data.trajectories
+    stats = stats if stats is not None else trajectory_table(trajs)
     summary.trajectories = len(trajs)
     total = high = scored = 0
     score_sum = 0.0
     for traj in trajs:
-        st = trajectory_stats(traj)
+        st = stats[traj.index]
         if st.total:
             total += st.total
             high += st.high
@@ -131,15 +137,24 @@ def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -
     return table
 
 
+def group_trajectories(trajectories: Iterable[Trajectory]) -> list[list[Trajectory]]:
+    """Trajectories sharing a prompt (a GRPO group), in order of first appearance; a trajectory
+    without a prompt is a group of its own."""
+    groups: dict[object, list[Trajectory]] = {}
+    for traj in trajectories:
+        key = ("prompt", traj.prompt) if traj.prompt else ("alone", traj.index)
+        groups.setdefault(key, []).append(traj)
+    return list(groups.values())
+
+
 def prompt_groups(trajectories: Iterable[Trajectory], page_of: dict[int, int]) -> list[dict]:
     """Per prompt of the step: a key, the prompt's end (where the question usually is), and the
     responses' rewards, with the best one's index, page and opening."""
-    groups: dict[str, list[Trajectory]] = {}
-    for traj in trajectories:
-        if traj.prompt:
-            groups.setdefault(traj.prompt, []).append(traj)
     out = []
-    for prompt, members in groups.items():
+    for members in group_trajectories(trajectories):
+        prompt = members[0].prompt
+        if not prompt:
+            continue
         rewards = [t.reward for t in members if t.reward is not None and math.isfinite(t.reward)]
         best = max(members, key=lambda t: t.reward if t.reward is not None and math.isfinite(t.reward) else -math.inf)
         text = best.pure_generated_text if best.pure_generated_text is not None else (
@@ -147,7 +162,7 @@ def prompt_groups(trajectories: Iterable[Trajectory], page_of: dict[int, int]) -
         out.append({
             "key": hashlib.sha1(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16],
             "prompt": prompt[-PROMPT_CHARS:], "responses": len(members),
-            "mean_reward": sum(rewards) / len(rewards) if rewards else None,
+            "mean_reward": finite_mean(rewards),
             "best_reward": max(rewards) if rewards else None,
             "best_index": best.index, "best_page": page_of.get(best.index, 1),
             "best_start": text[:EXCERPT_CHARS],
