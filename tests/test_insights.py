@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import re
 from pathlib import Path
 
 import pytest
 
 from conftest import build_site, read, tok, trajectory, wait_for_step, write_step
+from trajdocs.charts import MAX_POINTS, Point, Series, line_chart
 
 REWARDS = {5: [0.0, 0.5], 10: [1.0, 1.0], 20: [0.25, 0.75]}
 
@@ -175,3 +177,20 @@ def test_views_after_an_appended_step_equal_a_fresh_build(tmp_path):
         write_step(fresh / "results", "exp-a", n, step(n))
     assert forking_and_prompts(build_site(fresh)) == incremental
     assert "Prompt seen at 3 steps" in incremental[1] and "Prompt seen at 2 steps" in incremental[1]
+
+
+def test_long_runs_keep_every_step_in_the_line_and_a_bounded_number_of_points():
+    rng = random.Random(7)
+    ys = [rng.uniform(0, 1) for _ in range(1000)]
+    ys[613], ys[271] = 5.0, -5.0
+    points = [Point(10 * i, y, f"step-{10 * i}/") for i, y in enumerate(ys)]
+    html = line_chart("Mean reward", [Series("reward", points)])
+    line = re.search(r'<polyline[^>]* points="([^"]*)"', html).group(1)
+    assert len(line.split()) == 1000
+    shown = chart_points(html, "Mean reward")
+    steps = [int(p["data-x"]) for p in shown]
+    assert len(shown) <= MAX_POINTS + 4 and steps == sorted(steps)
+    assert {0, 9990, 6130, 2710} <= set(steps)  # first, last, highest, lowest
+    assert max(b - a for a, b in zip(steps, steps[1:])) <= 2 * 10 * 1000 / MAX_POINTS
+    small = line_chart("Mean reward", [Series("reward", points[:MAX_POINTS])])
+    assert len(chart_points(small, "Mean reward")) == MAX_POINTS

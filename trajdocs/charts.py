@@ -12,6 +12,7 @@ Number = Union[float, None]
 WIDTH, HEIGHT = 420, 170
 LEFT, RIGHT, TOP, BOTTOM = 48, 10, 10, 30
 SERIES_CLASSES = 8
+MAX_POINTS = 150  # hover/link points per series; beyond, points closer than a pixel or two overlap anyway
 
 
 class Point(NamedTuple):
@@ -88,9 +89,7 @@ def line_chart(title: str, series: Sequence[Series], fmt: Callable[[Number], str
                 run = []
             else:
                 run.append(f"{px(p.x):.1f},{py(p.y):.1f}")
-        for p in s.points:
-            if p.y is None or not math.isfinite(p.y):
-                continue
+        for p in shown_points(s.points):
             label = f"{s.name} · {x_label} {fmt_number(p.x)}: {fmt(p.y)}" if len(series) > 1 else \
                 f"{x_label} {fmt_number(p.x)}: {fmt(p.y)}"
             # points are HTML over the SVG (positions in % of it): real links for themes and keyboards
@@ -104,6 +103,18 @@ def line_chart(title: str, series: Sequence[Series], fmt: Callable[[Number], str
         legend = f'<div class="td-legend-keys">{keys}</div>'
     return (f'<figure class="td-figure"><figcaption>{esc(title)}</figcaption>'
             f'<div class="td-plot">{"".join(parts)}{"".join(dots)}</div>{legend}</figure>')
+
+
+def shown_points(points: Sequence[Point], limit: int = MAX_POINTS) -> list[Point]:
+    """The points that get a hover/link marker: all finite ones up to `limit`; beyond, evenly
+    spaced ones plus the first, last, lowest and highest (the line itself keeps every point)."""
+    finite = [p for p in points if p.y is not None and math.isfinite(p.y)]
+    if len(finite) <= limit:
+        return finite
+    keep = {round(i * (len(finite) - 1) / (limit - 1)) for i in range(limit)}
+    keep.update((0, len(finite) - 1, min(range(len(finite)), key=lambda i: finite[i].y),
+                 max(range(len(finite)), key=lambda i: finite[i].y)))
+    return [finite[i] for i in sorted(keep)]
 
 
 def bar_chart(title: str, counts: Sequence[int], width: float, x_label: str) -> str:
