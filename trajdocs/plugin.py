@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import shutil
 import tempfile
@@ -14,7 +16,7 @@ from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
-from mkdocs.plugins import BasePlugin, event_priority, get_plugin_logger
+from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority, get_plugin_logger
 from mkdocs.structure.files import File, Files, InclusionLevel, file_sort_key
 from mkdocs.structure.pages import Page
 from mkdocs.utils import get_relative_url, nest_paths
@@ -101,6 +103,16 @@ def copy_file(src, out) -> None:  # type: ignore[no-untyped-def]
         shutil.copyfileobj(src, out)
 
 
+def release_memory() -> None:
+    """Hand freed memory back to the system: without it a long `mkdocs serve` keeps the
+    high-water mark of a fragmented heap and grows a little with every rebuild."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # glibc; elsewhere there is nothing to call
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 def title_text(name: str) -> str:
     """A name as page/nav title. Themes print titles as HTML and Material un-escapes them inside
     <title>, so angle brackets become look-alikes there; the page body shows the exact name."""
@@ -151,6 +163,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             shutil.rmtree(self._temp_cache, ignore_errors=True)
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
+        release_memory()  # the previous build's pages, now garbage (serve)
         runs = self.config.runs
         runs = [runs] if isinstance(runs, str) else runs
         if not runs or not all(isinstance(r, str) and r.strip() for r in runs):
@@ -448,7 +461,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         return output
 
     @event_priority(100)  # before other plugins read the written pages
-    def on_post_build(self, *, config: MkDocsConfig) -> None:
+    def _fill_step_pages(self, *, config: MkDocsConfig) -> None:
         """Splice each step's rendered HTML, as bytes from the cache, into its written page: the
         token HTML never passes through Markdown, the theme, or a Python string."""
         assert self.cache is not None
@@ -471,6 +484,12 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.unfilled = []
         self.cache.prune()
         self._report_size(config.site_dir)
+
+    @event_priority(-100)  # after every plugin's post_build
+    def _release_memory(self, *, config: MkDocsConfig) -> None:
+        release_memory()
+
+    on_post_build = CombinedEvent(_fill_step_pages, _release_memory)
 
     def _report_size(self, site_dir: str) -> None:
         """Warn when the site nears the host's limits (GitHub Pages by default), and say what helps."""
