@@ -229,12 +229,13 @@ class PromptUse(NamedTuple):
 class PromptTally:
     """Prompts seen at two or more steps (datasets are revisited every epoch), in two passes:
     count each prompt's occurrences, then keep the rows of the most frequent `limit` prompts
-    (at most `per_prompt` occurrences each), so memory stays bounded."""
+    (at most `per_prompt` occurrences each, as table rows), so memory stays bounded."""
 
     def __init__(self, limit: int = 100, per_prompt: int = 60) -> None:
         self.limit, self.per_prompt = limit, per_prompt
         self.counts: Counter[str] = Counter()
-        self.rows: dict[str, list[PromptUse]] = {}
+        self.rows: dict[str, list[str]] = {}
+        self.prompts: dict[str, str] = {}
 
     def first(self, groups: Iterable[dict]) -> None:
         self.counts.update(g["key"] for g in groups)
@@ -245,29 +246,27 @@ class PromptTally:
         chosen = [k for _, k in sorted(recurring, key=lambda nk: (-nk[0], nk[1]))[:self.limit]]
         if list(self.rows) == chosen:
             return False
-        self.rows = {k: [] for k in chosen}
+        self.rows, self.prompts = {k: [] for k in chosen}, {}
         return True
 
     def second(self, use: PromptUse) -> None:
-        rows = self.rows.get(use.group["key"])
+        g = use.group
+        rows = self.rows.get(g["key"])
         if rows is not None and len(rows) < self.per_prompt:
-            rows.append(use)
+            self.prompts.setdefault(g["key"], g["prompt"])
+            rows.append(f'<tr><td>{esc(use.experiment)}</td><td><a href="{esc(use.url)}">{use.step}</a></td>'
+                        f'<td>{g["responses"]}</td><td>{fmt_number(g["mean_reward"])}</td>'
+                        f'<td>{fmt_number(g["best_reward"])}</td>'
+                        f'<td><pre class="td-excerpt">{esc(g["best_start"])}</pre></td></tr>')
 
     def html(self) -> str:
         if not self.rows:
             return "<p>No prompt occurs at more than one step yet.</p>"
         sections = []
-        for key, occurrences in self.rows.items():
-            prompt = occurrences[0].group["prompt"]
-            rows = []
-            for use in occurrences:
-                g = use.group
-                rows.append(f'<tr><td>{esc(use.experiment)}</td><td><a href="{esc(use.url)}">{use.step}</a></td>'
-                            f'<td>{g["responses"]}</td><td>{fmt_number(g["mean_reward"])}</td>'
-                            f'<td>{fmt_number(g["best_reward"])}</td>'
-                            f'<td><pre class="td-excerpt">{esc(g["best_start"])}</pre></td></tr>')
+        for key, rows in self.rows.items():
+            prompt = self.prompts.get(key, "")
             total = self.counts[key]
-            shown = "" if total == len(occurrences) else f" (the first {len(occurrences)} shown)"
+            shown = "" if total == len(rows) else f" (the first {len(rows)} shown)"
             sections.append(
                 f'<section class="td-prompt-use" id="prompt-{key}"><h2>Prompt seen at {total} steps{shown}</h2>'
                 f'<details class="td-prompt"><summary>Prompt (its last {len(prompt)} characters)</summary>'
