@@ -122,6 +122,12 @@ def test_repeated_tokens_are_skipped_only_when_the_cut_is_exact(tmp_path):
         assert read["generated_tokens"] == []
         assert {k: v for k, v in full.items() if k != "generated_tokens"} == \
             {k: v for k, v in read.items() if k != "generated_tokens"}
+    assert cut.count(b'"generated_tokens": []') == 3  # every trajectory's, not only the first
+    varied = [trajectory(1, i, [tok(f"t{j}", j % 2 == 0, 0.5) for j in range(n)]) for i, n in enumerate([0, 1, 2, 7, 0, 3])]
+    written = json.dumps(varied, indent=4, ensure_ascii=False).encode()
+    cut = without_repeated_tokens(written)
+    assert [r["pure_generated_tokens"] for r in orjson.loads(cut)] == [r["pure_generated_tokens"] for r in varied]
+    assert cut.count(b'"generated_tokens": []') == len(varied)
     compact = json.dumps(records).encode()
     assert without_repeated_tokens(compact) == compact
     reordered = json.dumps([{"pure_generated_tokens": [], "generated_tokens": [{"text": "a"}]}], indent=2).encode()

@@ -115,15 +115,23 @@ def without_repeated_tokens(data: bytes) -> bytes:
     last token, about a third of the bytes. The array's end is found by the rare key that follows
     and checked to be `]` at the key's own indentation (no string holds a raw newline, nested
     arrays are deeper), so the cut is exact; any other layout is returned unchanged."""
-    parts, pos = [], 0
-    while (start := data.find(GEN_KEY, pos)) >= 0:
+    parts, pos, search = [], 0, 0
+    while (start := data.find(GEN_KEY, search)) >= 0:
         indent = data[data.rfind(b"\n", 0, start) + 1:start]
         follower = data.find(PURE_KEY, start)
         close = b"\n" + indent + b"],\n" + indent
         if not indent or indent.strip(b" ") or data[follower - len(close):follower] != close:
             return data
         parts += [data[pos:start + len(GEN_KEY) - 1], SKIPPED]
-        pos = follower - len(close) + len(indent) + 2  # from the "," after the array
+        pos = search = follower - len(close) + len(indent) + 2  # from the "," after the array
+        # the pure array is the one just cut less its first entry: the next search can start past
+        # it (only where that end checks out; a wrong guess would only leave an array uncut)
+        first_end = data.find(b"\n" + indent + b"  },", start)
+        if 0 <= first_end < pos:
+            first_comma = first_end + len(indent) + 4
+            end = follower + len(PURE_KEY) - 1 + (pos - 1 - first_comma)  # the pure array's "]"
+            if data[end - len(indent) - 1:end + 1] == b"\n" + indent + b"]":
+                search = end
     if not parts:
         return data
     parts.append(data[pos:])
