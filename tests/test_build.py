@@ -267,11 +267,35 @@ def test_cache_reuses_entries_and_prunes_only_its_own_files(tmp_path, caplog):
     plugin = {"runs": "results", "cache_dir": "mycache", "workers": 1}
     build_site(tmp_path, plugin=plugin)
     entries = sorted(p.name for p in cache.iterdir())
-    assert len(entries) == 2 + 3 * 3  # ours: a summary, a page and extras per step
+    assert len(entries) == 2 + 3 * 4  # ours: a summary, a fragment, extras and the assembled page per step
     write_step(tmp_path / "results", "exp", 2, [trajectory(2, 0, [tok("changed", True, 1.0)])])
     with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
         site = build_site(tmp_path, plugin=plugin)
     assert "(1 read, 2 from cache)" in caplog.text
     assert "changed" in read(site / "runs" / "exp" / "step-2" / "index.html")
     assert (cache / "notes.html").read_text() == "mine" and (cache / "data.json").exists()
-    assert len(list(cache.iterdir())) == 2 + 3 * 3  # the old entries of step 2 are gone
+    assert len(list(cache.iterdir())) == 2 + 3 * 4  # the old entries of step 2 are gone
+
+
+def test_unchanged_step_pages_are_linked_not_rewritten_and_never_written_through(tmp_path):
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    simple_run(tmp_path / "results", "exp", (1, 2))
+    plugin = {"runs": "results", "workers": 1}
+    site = build_site(tmp_path, plugin=plugin)
+    page = site / "runs" / "exp" / "step-1" / "index.html"
+    html = read(page)
+    kept = [p for p in (tmp_path / ".cache" / "trajdocs").glob("*.page.html") if p.samefile(page)]
+    assert len(kept) == 1 and "td-tokens" in html
+    first = page.stat().st_ino
+    site = build_site(tmp_path, plugin=plugin)
+    assert page.stat().st_ino == first and read(page) == html  # the same page again: linked, not written
+    page.write_text("changed in place")  # through the link: the cache's copy no longer fits
+    site = build_site(tmp_path, plugin=plugin)
+    assert read(page) == html
+    config = load_config(str(tmp_path / "mkdocs.yml"))
+    build(config, dirty=True)  # MkDocs writes pages over the old ones (with its own dirty-build chrome)
+    assert "td-tokens" in read(page)
+    kept = list((tmp_path / ".cache" / "trajdocs").glob("*.page.html"))
+    assert kept and all("td-tokens" in read(p) for p in kept)  # no page of the cache overwritten by MkDocs

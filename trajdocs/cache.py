@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from .render import RenderOptions, step_fragments
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
 from .text import esc
 
-ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+|\.extra)?\.(?:html|json)")
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.[0-9a-f]{16}\.page)?\.(?:html|json)")
 _CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
 
 
@@ -180,6 +181,8 @@ class StepCache:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
+        self.used_pages: set[str] = set()  # assembled pages the last build linked into its site
+        self.can_link = True
         self.by_workers = 0  # step files the last call rendered in worker processes
         self.known: dict[str, StepSummary] = {}  # this process's summaries, for serve rebuilds
 
@@ -226,13 +229,72 @@ class StepCache:
         self.known = {key: summary for key, summary, _ in results}
         return results
 
+    def place_page(self, dest: str, head: bytes, key: str, page: int, tail: bytes) -> None:
+        """Write a step page, `head` + the rendered fragment + `tail`, at `dest`. Where this folder
+        and the site share a file system the assembled page is kept here and hard-linked into the
+        site, so a rebuild that produces the same page (the usual case under `serve`) writes
+        nothing. Raises OSError when the fragment is missing."""
+        fragment = self.fragment_file(key, page)
+        if self.can_link:
+            kept = fragment.with_name(f"{fragment.stem}.{hashlib.sha1(head + bytes([0]) + tail).hexdigest()[:16]}.page.html")
+            try:
+                size = len(head) + os.path.getsize(fragment) + len(tail)
+                try:
+                    fresh = os.stat(kept).st_size == size  # another size: changed in place since
+                except FileNotFoundError:
+                    fresh = False
+                if not fresh:
+                    fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+                    with os.fdopen(fd, "wb") as out:
+                        _assemble(out, head, fragment, tail)
+                    os.replace(tmp, kept)
+                self.used_pages.add(kept.name)
+                if os.path.lexists(dest):
+                    os.unlink(dest)
+                os.link(kept, dest)
+                return
+            except OSError:
+                if not fragment.exists():
+                    raise
+                self.can_link = False  # another file system, or no hard links here: write copies
+        with open(dest, "wb") as out:
+            _assemble(out, head, fragment, tail)
+
     def prune(self) -> None:
-        """Drop entries the last build did not use (old versions of changed files). Only names
-        this cache writes are touched, whatever else the folder holds."""
+        """Drop entries the last build did not use (old versions of changed files, pages whose
+        surroundings changed). Only names this cache writes are touched, whatever else the folder holds."""
         for entry in self.folder.iterdir():
             match = ENTRY_NAME.fullmatch(entry.name)
-            if match and match.group(1) not in self.used:
+            if match and (match.group(1) not in self.used
+                          or (match.group(2) or "").endswith(".page") and entry.name not in self.used_pages):
                 try:
                     entry.unlink()
                 except OSError:
                     pass
+
+
+def _assemble(out, head: bytes, fragment: Path, tail: bytes) -> None:  # type: ignore[no-untyped-def]
+    out.write(head)
+    out.flush()
+    with open(fragment, "rb") as src:
+        copy_file(src, out)
+    out.write(tail)
+
+
+def copy_file(src, out) -> None:  # type: ignore[no-untyped-def]
+    """Copy an open file into another at its position, in the kernel where it can."""
+    size = os.fstat(src.fileno()).st_size
+    sent = 0
+    try:
+        while sent < size:
+            done = os.sendfile(out.fileno(), src.fileno(), sent, size - sent)
+            if done == 0:
+                break
+            sent += done
+    except (AttributeError, OSError):
+        if sent:
+            raise
+    out.seek(0, os.SEEK_END)
+    if sent < size:
+        src.seek(sent)
+        shutil.copyfileobj(src, out)

@@ -84,25 +84,6 @@ class StepPage:
     page: int = 1  # a step with many trajectories spans several pages
 
 
-def copy_file(src, out) -> None:  # type: ignore[no-untyped-def]
-    """Copy an open file into another at its position, in the kernel where it can."""
-    size = os.fstat(src.fileno()).st_size
-    sent = 0
-    try:
-        while sent < size:
-            done = os.sendfile(out.fileno(), src.fileno(), sent, size - sent)
-            if done == 0:
-                break
-            sent += done
-    except (AttributeError, OSError):
-        if sent:
-            raise
-    out.seek(0, os.SEEK_END)
-    if sent < size:
-        src.seek(sent)
-        shutil.copyfileobj(src, out)
-
-
 def release_memory() -> None:
     """Hand freed memory back to the system: without it a long `mkdocs serve` keeps the
     high-water mark of a fragmented heap and grows a little with every rebuild."""
@@ -201,6 +182,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         started = time.monotonic()
         assert self.cache is not None
         self.cache.used.clear()
+        self.cache.used_pages.clear()
         self.unfilled = []
         for asset in sorted(ASSETS.iterdir()):
             files.append(File.generated(config, f"{ASSET_URI}/{asset.name}", abs_src_path=str(asset)))
@@ -458,6 +440,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         info = self.step_pages.get(uri)
         if info is not None and SLOT in output:
             self.unfilled.append((page.file.abs_dest_path, info))
+            if os.path.lexists(page.file.abs_dest_path):  # a --dirty build: never write through a link into the cache
+                os.unlink(page.file.abs_dest_path)
         return output
 
     @event_priority(100)  # before other plugins read the written pages
@@ -467,17 +451,12 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         assert self.cache is not None
         slot = SLOT.encode()
         for dest, info in self.unfilled:
-            fragment = self.cache.fragment_file(info.key, info.page)
             with open(dest, "rb") as f:
                 head, found, tail = f.read().partition(slot)
             if not found:
                 continue
             try:
-                with open(fragment, "rb") as src, open(dest, "wb") as out:
-                    out.write(head)
-                    out.flush()
-                    copy_file(src, out)
-                    out.write(tail)
+                self.cache.place_page(dest, head, info.key, info.page, tail)
             except OSError as err:
                 path = info.run.exp.steps[info.position].path
                 log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
