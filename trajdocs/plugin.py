@@ -7,6 +7,7 @@ import gc
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from html import escape
@@ -77,6 +78,17 @@ class Merged:
 
 
 @dataclass
+class Scan:
+    """The step files found before a build, their summaries read in the background meanwhile."""
+
+    roots: list[str]
+    experiments: list[Experiment]
+    thread: threading.Thread | None = None
+    results: list[tuple[str, StepSummary, bool]] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+@dataclass
 class StepPage:
     run: ExperimentRun
     position: int  # index into the experiment's steps / summaries
@@ -135,6 +147,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.unfilled: list[tuple[str, StepPage]] = []  # written step pages waiting for their HTML
         self.cache: StepCache | None = None
         self._temp_cache: str | None = None
+        self._scan: Scan | None = None
+        self._started = 0.0
 
     def on_startup(self, *, command: str, dirty: bool) -> None:
         """Defined so that MkDocs keeps this instance (and its cache) across `serve` rebuilds."""
@@ -177,15 +191,13 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             config.extra["polyfills"] = polyfills + [f"{ASSET_URI}/iframe-worker-shim.js"]
         return config
 
-    @event_priority(-50)  # after other plugins have added their files
-    def on_files(self, files: Files, config: MkDocsConfig) -> Files:
-        started = time.monotonic()
+    def on_pre_build(self, *, config: MkDocsConfig) -> None:
+        """Find the step files and start reading the new ones: MkDocs cleans the site folder and
+        gathers the docs meanwhile, and `on_files` collects the results."""
+        self._started = time.monotonic()
         assert self.cache is not None
         self.cache.used.clear()
         self.cache.used_pages.clear()
-        self.unfilled = []
-        for asset in sorted(ASSETS.iterdir()):
-            files.append(File.generated(config, f"{ASSET_URI}/{asset.name}", abs_src_path=str(asset)))
         roots = []
         for root in self.roots:
             if is_url(root):  # copied into the cache, only what is new or changed
@@ -197,15 +209,42 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             roots.append(root)
         experiments = find_experiments(roots, self.labels,
                                        skip=(config.site_dir, config.docs_dir, str(self.cache.folder)))
-        self.runs, self.experiment_pages, self.step_pages, self.urls = [], {}, {}, {}
         for exp in experiments:
             for step in duplicate_steps(exp):
                 log.warning(f"{exp.folder}: step {step} has more than one file; only the first is shown")
             seen: set[int] = set()
             exp.steps = [s for s in exp.steps if not (s.step in seen or seen.add(s.step))]
-        results = iter(self.cache.summaries([(s.step, s.path) for exp in experiments for s in exp.steps],
-                                            self.config.format, self.options,
-                                            self.config.workers or os.cpu_count() or 1))
+        steps = [(s.step, s.path) for exp in experiments for s in exp.steps]
+        scan = Scan(roots, experiments)
+
+        def read() -> None:
+            assert self.cache is not None
+            try:
+                scan.results = self.cache.summaries(steps, self.config.format, self.options,
+                                                    self.config.workers or os.cpu_count() or 1)
+            except BaseException as err:  # noqa: BLE001 - raised again in on_files
+                scan.error = err
+
+        scan.thread = threading.Thread(target=read, name="trajdocs-read", daemon=True)
+        scan.thread.start()
+        self._scan = scan
+
+    @event_priority(-50)  # after other plugins have added their files
+    def on_files(self, files: Files, config: MkDocsConfig) -> Files:
+        scan, self._scan = self._scan, None
+        if scan is None:  # called without on_pre_build (not by MkDocs' own build)
+            self.on_pre_build(config=config)
+            scan, self._scan = self._scan, None
+        assert self.cache is not None and scan is not None
+        self.unfilled = []
+        for asset in sorted(ASSETS.iterdir()):
+            files.append(File.generated(config, f"{ASSET_URI}/{asset.name}", abs_src_path=str(asset)))
+        roots, experiments = scan.roots, scan.experiments
+        self.runs, self.experiment_pages, self.step_pages, self.urls = [], {}, {}, {}
+        scan.thread.join()
+        if scan.error is not None:
+            raise scan.error
+        results = iter(scan.results)
         read = cached = 0
         for exp in experiments:
             hits = self._add_run(files, config, exp, [next(results) for _ in exp.steps])
@@ -227,7 +266,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self._steps_seen = steps_now
         workers = f", {self.cache.by_workers} of them by worker processes" if self.cache.by_workers else ""
         log.info(f"{len(self.runs)} experiments, {sum(len(r.summaries) for r in self.runs)} steps "
-                 f"({read} read{workers}, {cached} from cache) in {time.monotonic() - started:.1f} s")
+                 f"({read} read{workers}, {cached} from cache) in {time.monotonic() - self._started:.1f} s")
         return files
 
     def _add_run(self, files: Files, config: MkDocsConfig, exp: Experiment,
