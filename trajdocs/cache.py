@@ -231,34 +231,37 @@ class StepCache:
 
     def place_page(self, dest: str, head: bytes, key: str, page: int, tail: bytes) -> None:
         """Write a step page, `head` + the rendered fragment + `tail`, at `dest`. Where this folder
-        and the site share a file system the assembled page is kept here and hard-linked into the
-        site, so a rebuild that produces the same page (the usual case under `serve`) writes
-        nothing. Raises OSError when the fragment is missing."""
+        and the site share a file system the written page is also kept here (a hard link, no copy),
+        and a later build that produces the same page links it back instead of writing it (the
+        usual case under `serve`). Raises OSError when the fragment is missing."""
         fragment = self.fragment_file(key, page)
+        kept = fragment.with_name(f"{fragment.stem}.{hashlib.sha1(head + bytes([0]) + tail).hexdigest()[:16]}.page.html")
+        size = len(head) + os.path.getsize(fragment) + len(tail)
         if self.can_link:
-            kept = fragment.with_name(f"{fragment.stem}.{hashlib.sha1(head + bytes([0]) + tail).hexdigest()[:16]}.page.html")
             try:
-                size = len(head) + os.path.getsize(fragment) + len(tail)
-                try:
-                    fresh = os.stat(kept).st_size == size  # another size: changed in place since
-                except FileNotFoundError:
-                    fresh = False
-                if not fresh:
-                    fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
-                    with os.fdopen(fd, "wb") as out:
-                        _assemble(out, head, fragment, tail)
-                    os.replace(tmp, kept)
-                self.used_pages.add(kept.name)
-                if os.path.lexists(dest):
+                if os.stat(kept).st_size == size:  # another size: changed in place since
                     os.unlink(dest)
-                os.link(kept, dest)
-                return
+                    os.link(kept, dest)
+                    self.used_pages.add(kept.name)
+                    return
             except OSError:
-                if not fragment.exists():
-                    raise
-                self.can_link = False  # another file system, or no hard links here: write copies
+                pass
         with open(dest, "wb") as out:
-            _assemble(out, head, fragment, tail)
+            out.write(head)
+            out.flush()
+            with open(fragment, "rb") as src:
+                copy_file(src, out)
+            out.write(tail)
+        if self.can_link:
+            link = self.folder / f".tmp-{kept.name}"
+            try:
+                if os.path.lexists(link):
+                    os.unlink(link)
+                os.link(dest, link)
+                os.replace(link, kept)
+                self.used_pages.add(kept.name)
+            except OSError:
+                self.can_link = False  # another file system, or no hard links here: pages are written
 
     def prune(self) -> None:
         """Drop entries the last build did not use (old versions of changed files, pages whose
@@ -271,14 +274,6 @@ class StepCache:
                     entry.unlink()
                 except OSError:
                     pass
-
-
-def _assemble(out, head: bytes, fragment: Path, tail: bytes) -> None:  # type: ignore[no-untyped-def]
-    out.write(head)
-    out.flush()
-    with open(fragment, "rb") as src:
-        copy_file(src, out)
-    out.write(tail)
 
 
 def copy_file(src, out) -> None:  # type: ignore[no-untyped-def]
