@@ -19,7 +19,7 @@ from .charts import bar_chart
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
-from .text import DASH, NEEDS_ESCAPE, UNSHOWABLE, attr, esc, fmt_number, fmt_ratio
+from .text import DASH, attr, esc, fmt_number, fmt_ratio, needs_escape, unshowable
 
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("scores", "Entropy score", True),
@@ -72,10 +72,10 @@ def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence
     its JSON-escaped text."""
     joined = TOKEN_SEP.join(texts)
     raws: Sequence[str] = ()
-    if UNSHOWABLE.search(joined) or joined.count(TOKEN_SEP) != max(0, len(texts) - 1):
+    if unshowable(joined) or joined.count(TOKEN_SEP) != max(0, len(texts) - 1):
         shown = [esc(t) for t in texts]
-        raws = [f' data-raw="{attr(json.dumps(t)[1:-1])}"' if UNSHOWABLE.search(t) else "" for t in texts]
-    elif NEEDS_ESCAPE.search(joined):
+        raws = [f' data-raw="{attr(json.dumps(t)[1:-1])}"' if unshowable(t) else "" for t in texts]
+    elif needs_escape(joined):
         # one pass in C instead of one per token (no NUL or surrogate here: checked above)
         shown = escape(joined, quote=False).replace("\r", "&#13;").split(TOKEN_SEP)
     else:
@@ -227,7 +227,7 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
         parts.append('<div class="td-label">Response (no token data in this file)</div>')
         parts.append(f'<div class="td-tokens td-plain">{esc(traj.pure_generated_text)}</div>')
     joined = "".join(traj.tokens.texts) if traj.tokens is not None else None
-    if joined is not None and UNSHOWABLE.search(joined):
+    if joined is not None and unshowable(joined):
         joined = None  # written out, with the same stand-ins as every text block
     tail = traj.prompt_tail or ""
     parts.append(text_block("generated_text", "td-gen", traj.generated_text, joined, tail))
