@@ -241,11 +241,13 @@ def test_worker_processes_give_the_same_site_as_one_process(tmp_path, caplog):
         project = tmp_path / f"w{workers}"
         simple_run(project / "results", "exp", range(1, 9), per_step=3)
         with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
-            site = build_site(project, plugin={"runs": "results", "workers": workers, "cache": False})
+            site = build_site(project, plugin={"runs": "results", "workers": workers, "cache": False,
+                                               "trajectories_per_page": 2})
         assert ("8 read, 8 of them by worker processes" in caplog.text) == (workers == 2), caplog.text
         caplog.clear()
         pages[workers] = {p.relative_to(site).as_posix(): read(p) for p in (site / "runs").rglob("*.html")}
-    assert len(pages[1]) == 11 and pages[1].keys() == pages[2].keys()  # 8 steps, experiment, overview, prompts
+    # 8 steps of 2 pages (the last step's pages rendered while MkDocs writes pages), experiment, overview, prompts
+    assert len(pages[1]) == 19 and pages[1].keys() == pages[2].keys()
     for name, html in pages[1].items():
         assert pages[2][name].replace("w2", "w1") == html, name
 

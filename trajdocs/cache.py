@@ -26,7 +26,7 @@ import orjson
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import loads, read_step
-from .render import RenderOptions, step_fragments
+from .render import RenderOptions, step_fragments, step_pages
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
 from .text import esc
 
@@ -55,21 +55,27 @@ def step_key(path: str, settings: str) -> str:
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def render_step(step: int, path: str, fmt: str, options: RenderOptions) -> tuple[StepSummary, list[str], dict]:
+def render_step(step: int, path: str, fmt: str, options: RenderOptions,
+                render: bool = True) -> tuple[StepSummary, list[str], dict]:
     """Read, summarise and render one step file: aggregates, page bodies, and the extras that
-    experiment-wide views merge (forking tokens, prompt groups). Never raises."""
+    experiment-wide views merge (forking tokens, prompt groups). With `render` false only the
+    aggregates (the same ones). Never raises."""
     data = read_step(path, fmt)
+    fragments: list[str] = []
+    extras: dict = {}
     try:
         stats = trajectory_table(data.trajectories)
         summary = summarize_step(step, data, stats)
-        page_of: dict[int, int] = {}
-        fragments = step_fragments(data, summary, path, options, page_of, stats)
-        extras = {"forking": forking_tokens(data.trajectories), "prompts": prompt_groups(data.trajectories, page_of)}
+        if render:
+            page_of: dict[int, int] = {}
+            fragments = step_fragments(data, summary, path, options, page_of, stats)
+            extras = {"forking": forking_tokens(data.trajectories), "prompts": prompt_groups(data.trajectories, page_of)}
+        summary.pages = len(fragments) if render else step_pages(data, options)
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
         fragments = [f'<div class="td-step"><p>{esc(summary.unreadable or "")}</p></div>']
         extras = {}
-    summary.pages = len(fragments)
+        summary.pages = 1
     summary.images = sorted({rel for t in data.trajectories for rel in t.image_files})
     return summary, fragments, extras
 
@@ -110,20 +116,23 @@ class Job(NamedTuple):
     fmt: str
     options: RenderOptions
     folder: str
+    render: bool = True  # false: only read and summarise, write nothing
 
 
 def job_to_json(job: Job) -> str:
-    return json.dumps([job.key, job.step, job.path, job.fmt, dataclasses.asdict(job.options), job.folder])
+    return json.dumps([job.key, job.step, job.path, job.fmt, dataclasses.asdict(job.options), job.folder, job.render])
 
 
 def job_from_json(line: str) -> Job:
-    key, step, path, fmt, options, folder = json.loads(line)
-    return Job(key, step, path, fmt, RenderOptions(**options), folder)
+    key, step, path, fmt, options, folder, render = json.loads(line)
+    return Job(key, step, path, fmt, RenderOptions(**options), folder, render)
 
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    summary, fragments, extras = render_step(job.step, job.path, job.fmt, job.options)
+    summary, fragments, extras = render_step(job.step, job.path, job.fmt, job.options, job.render)
+    if not job.render:
+        return summary
     folder = Path(job.folder)
     for page, fragment in enumerate(fragments, 1):
         _write_atomic(fragment_file(folder, job.key, page), fragment)
@@ -182,6 +191,7 @@ class StepCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
         self.used_pages: set[str] = set()  # assembled pages the last build linked into its site
+        self._later: tuple[threading.Thread, list[Job], list[StepSummary]] | None = None
         self.can_link = True
         self.by_workers = 0  # step files the last call rendered in worker processes
         self.known: dict[str, StepSummary] = {}  # this process's summaries, for serve rebuilds
@@ -220,7 +230,13 @@ class StepCache:
                 for key, hit, (step, path) in zip(keys, found, steps) if hit is None]
         self.by_workers = 0
         if workers > 1 and len(jobs) >= 2 * workers and sys.executable:
-            summaries, self.by_workers = render_jobs(jobs, workers)
+            # the last few are only summarised now, and rendered by one worker while MkDocs writes
+            # the pages on the other core (see `finish`): about as long as MkDocs takes for them all
+            later = jobs[len(jobs) - min(len(jobs), len(steps) // 8):]
+            first = jobs[:len(jobs) - len(later)] + [job._replace(render=False) for job in later]
+            summaries, self.by_workers = render_jobs(first, workers)
+            if later:
+                self._start_later(later)
         else:
             summaries = [render_job(job) for job in jobs]
         made = iter(summaries)
@@ -262,6 +278,33 @@ class StepCache:
                 self.used_pages.add(kept.name)
             except OSError:
                 self.can_link = False  # another file system, or no hard links here: pages are written
+
+    def _start_later(self, jobs: list[Job]) -> None:
+        done: list[StepSummary] = []
+
+        def render() -> None:
+            try:
+                done.extend(render_jobs(jobs, 1)[0])
+            except Exception:  # noqa: BLE001 - whatever failed is rendered in `finish`
+                pass
+
+        thread = threading.Thread(target=render, name="trajdocs-render", daemon=True)
+        thread.start()
+        self._later = (thread, jobs, done)
+
+    def finish(self) -> dict[str, StepSummary]:
+        """Wait for the rendering that `summaries` left running; the final aggregates of those
+        steps by key (the same as before, unless rendering itself failed)."""
+        later, self._later = self._later, None
+        if later is None:
+            return {}
+        thread, jobs, done = later
+        thread.join()
+        if len(done) < len(jobs):
+            done[len(done):] = [render_job(job) for job in jobs[len(done):]]
+        final = {job.key: summary for job, summary in zip(jobs, done)}
+        self.known.update(final)
+        return final
 
     def prune(self) -> None:
         """Drop entries the last build did not use (old versions of changed files, pages whose

@@ -250,6 +250,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             hits = self._add_run(files, config, exp, [next(results) for _ in exp.steps])
             cached += hits
             read += len(exp.steps) - hits
+        for run in self.runs:  # written after every step page: they wait for the steps still rendering
+            self._add_page(files, config, run.page_uri,
+                           page_source(title_text(run.exp.name), markdown_text(run.exp.name), True),
+                           in_nav=not self.user_nav)
         for folder in empty_folders([r for r in roots if r], experiments):
             log.info(f"{folder}: no step files, skipped")
         if not self.runs:
@@ -297,8 +301,6 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             files.append(File.generated(config, f"{self.prefix}/{exp.slug}/files/{rel}",
                                         abs_src_path=os.path.join(exp.folder, rel)))
         if exp.steps:
-            self._add_page(files, config, run.page_uri, page_source(title_text(exp.name), markdown_text(exp.name), True),
-                           in_nav=not self.user_nav)
             for name, content in (("steps.csv", aggregates_csv(run.summaries)),
                                   ("steps.json", aggregates_json(run.summaries))):
                 files.append(File.generated(config, f"{self.prefix}/{exp.slug}/{name}", content=content))
@@ -468,8 +470,24 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                       f"high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}")
         return facts + "</p>"
 
+    def _finish_reading(self) -> None:
+        """Wait for the steps still rendering in the background; take their final aggregates."""
+        assert self.cache is not None
+        final = self.cache.finish()
+        if not final:
+            return
+        for run in self.runs:
+            for position, key in enumerate(run.keys):
+                summary = final.get(key)
+                if summary is not None and summary != run.summaries[position]:
+                    run.summaries[position] = summary
+                    if summary.unreadable:
+                        log.warning(f"{run.exp.steps[position].path}: unreadable: {summary.unreadable}")
+
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
         uri = page.file.src_uri
+        if uri in self.experiment_pages or uri in (self.overview_uri, self.prompts_uri):
+            self._finish_reading()
         if uri == self.overview_uri:
             return output.replace(SLOT, self._overview_body(page), 1)
         if uri == self.prompts_uri:
@@ -488,6 +506,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         """Splice each step's rendered HTML, as bytes from the cache, into its written page: the
         token HTML never passes through Markdown, the theme, or a Python string."""
         assert self.cache is not None
+        self._finish_reading()
         slot = SLOT.encode()
         for dest, info in self.unfilled:
             with open(dest, "rb") as f:

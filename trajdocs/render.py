@@ -404,6 +404,11 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     return fragments
 
 
+def step_pages(data: StepData, options: RenderOptions) -> int:
+    """How many pages `step_fragments` makes of a step."""
+    return len(paginate(group_trajectories(data.trajectories), max(1, options.per_page)))
+
+
 def step_summary_line(s: StepSummary) -> str:
     return (f'<p class="td-step-summary">{s.trajectories} trajectories · mean reward '
             f'{fmt_number(s.mean_reward)} · mean response length {fmt_number(s.mean_response_length)} tokens · '
