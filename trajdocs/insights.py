@@ -115,7 +115,7 @@ def aggregates_csv(summaries: Sequence[StepSummary]) -> str:
 
 def aggregates_json(summaries: Sequence[StepSummary]) -> bytes:
     fields = (*CSV_FIELDS, "histogram")
-    return orjson.dumps([{f: getattr(s, f) for f in fields} for s in summaries], option=orjson.OPT_INDENT_2)
+    return orjson.dumps([{f: getattr(s, f) for f in fields} for s in summaries])
 
 
 # --- forking tokens -------------------------------------------------------------------------

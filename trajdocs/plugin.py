@@ -361,13 +361,11 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         return (self.options.asset_base if from_step_page else "") + local or "./"
 
     def on_page_content(self, html: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
-        """Searchable parts go in here; big tables and step HTML come after search indexing."""
+        """Searchable parts go in here; big tables come after search indexing, and step pages get
+        their links and HTML once written (see `_fill_step_pages`)."""
         uri = page.file.src_uri
         if uri in self.experiment_pages:
             return html.replace(SLOT, self._experiment_facts(self.experiment_pages[uri]) + SLOT)
-        if uri in self.step_pages:
-            links = self._step_links(self.step_pages[uri])
-            return html.replace(SLOT, links + SLOT + links)
         return html
 
     def _step_links(self, info: StepPage) -> str:
@@ -513,8 +511,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 head, found, tail = f.read().partition(slot)
             if not found:
                 continue
+            links = self._step_links(info).encode()
             try:
-                self.cache.place_page(dest, head, info.key, info.page, tail)
+                self.cache.place_page(dest, head + links, info.key, info.page, links + tail)
             except OSError as err:
                 path = info.run.exp.steps[info.position].path
                 log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
