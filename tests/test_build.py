@@ -301,3 +301,19 @@ def test_unchanged_step_pages_are_linked_not_rewritten_and_never_written_through
     assert "td-tokens" in read(page)
     kept = list((tmp_path / ".cache" / "trajdocs").glob("*.page.html"))
     assert kept and all("td-tokens" in read(p) for p in kept)  # no page of the cache overwritten by MkDocs
+
+
+def test_without_hard_links_pages_are_written(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(src, dst, *args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)  # the cache on another file system than the site
+    simple_run(tmp_path / "results", "exp", (1, 2))
+    for _ in range(2):
+        site = build_site(tmp_path, plugin={"runs": "results", "workers": 1}, strict=True)
+        page = site / "runs" / "exp" / "step-2" / "index.html"
+        assert "td-tokens" in read(page) and 'href="../step-1/"' in read(page)
+    assert not list((tmp_path / ".cache" / "trajdocs").glob("*.page.html"))
