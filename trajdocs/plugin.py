@@ -486,6 +486,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         uri = page.file.src_uri
         if uri in self.experiment_pages or uri in (self.overview_uri, self.prompts_uri):
             self._finish_reading()
+            release_memory()  # these pages grow with the steps: each starts from a trimmed heap
         if uri == self.overview_uri:
             return output.replace(SLOT, self._overview_body(page), 1)
         if uri == self.prompts_uri:
