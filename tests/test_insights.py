@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import build_site, read, tok, trajectory, wait_for_step, write_step
-from trajdocs.charts import MAX_POINTS, Point, Series, line_chart
+from trajdocs.charts import MAX_POINTS, Point, Series, line_chart, sparkline
 
 REWARDS = {5: [0.0, 0.5], 10: [1.0, 1.0], 20: [0.25, 0.75]}
 
@@ -194,3 +195,12 @@ def test_long_runs_keep_every_step_in_the_line_and_a_bounded_number_of_points():
     assert max(b - a for a, b in zip(steps, steps[1:])) <= 2 * 10 * 1000 / MAX_POINTS
     small = line_chart("Mean reward", [Series("reward", points[:MAX_POINTS])])
     assert len(chart_points(small, "Mean reward")) == MAX_POINTS
+
+
+def test_sparklines_of_long_runs_average_per_pixel():
+    values = [float(i) for i in range(1000)] + [math.nan] * 200
+    line = re.search(r'points="([^"]*)"', sparkline(values)).group(1).split()
+    assert len(line) == 100  # 120 pixels, the last 20 all gaps
+    ys = [float(p.split(",")[1]) for p in line]
+    assert ys == sorted(ys, reverse=True)  # rising values: y falls in SVG coordinates
+    assert sparkline([1.0, None, 2.0]).count(",") == 2

@@ -30,7 +30,7 @@ from .render import RenderOptions, step_fragments, step_pages
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
 from .text import esc
 
-ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.[0-9a-f]{16}\.page)?\.(?:html|json)")
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
 _CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
 
 
@@ -244,6 +244,15 @@ class StepCache:
                    for key, hit in zip(keys, found)]
         self.known = {key: summary for key, summary, _ in results}
         return results
+
+    def download(self, owner: str, ext: str, content: bytes) -> str:
+        """Keep a generated download (an experiment's steps.csv / steps.json) here rather than in
+        memory for the whole build; returns its path."""
+        key = hashlib.sha1(f"{owner}\0{ext}".encode("utf-8", "surrogatepass")).hexdigest()
+        path = self.folder / f"{key}.steps.{ext}"
+        _write_atomic(path, content)
+        self.used.add(key)
+        return str(path)
 
     def place_page(self, dest: str, head: bytes, key: str, page: int, tail: bytes) -> None:
         """Write a step page, `head` + the rendered fragment + `tail`, at `dest`. Where this folder

@@ -146,6 +146,11 @@ def bar_chart(title: str, counts: Sequence[int], width: float, x_label: str) -> 
 
 
 def sparkline(values: Sequence[Number], width: int = 120, height: int = 22) -> str:
+    """A small line of `values` (None or NaN: gaps); more values than pixels are averaged per pixel."""
+    if len(values) > width:
+        buckets = [[v for v in values[i * len(values) // width:(i + 1) * len(values) // width]
+                    if v is not None and math.isfinite(v)] for i in range(width)]
+        values = [sum(b) / len(b) if b else None for b in buckets]
     points = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
     if len(points) < 2:
         return ""

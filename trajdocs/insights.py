@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from array import array
 from collections import Counter
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
@@ -128,7 +129,7 @@ class ForkingTally:
         self.top = top
         self.totals: dict[str, list] = {}
         self.steps = 0
-        self.series: dict[str, list] = {}
+        self.series: dict[str, array] = {}  # token -> share flagged at each step (NaN: not seen)
 
     def first(self, extra: dict) -> None:
         self.steps += 1
@@ -144,14 +145,14 @@ class ForkingTally:
         chosen = sorted(self.totals, key=lambda t: (-self.totals[t][1], t))[:self.top]
         if list(self.series) == chosen:
             return False
-        self.series = {t: [] for t in chosen}
+        self.series = {t: array("d") for t in chosen}
         return True
 
     def second(self, extra: dict) -> None:
         forking = extra.get("forking", {})
         for text, series in self.series.items():
             row = forking.get(text)
-            series.append(row[1] / row[0] if row and row[0] else None)
+            series.append(row[1] / row[0] if row and row[0] else math.nan)
 
     def html(self) -> str:
         if not self.series:

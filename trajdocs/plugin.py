@@ -301,9 +301,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             files.append(File.generated(config, f"{self.prefix}/{exp.slug}/files/{rel}",
                                         abs_src_path=os.path.join(exp.folder, rel)))
         if exp.steps:
-            for name, content in (("steps.csv", aggregates_csv(run.summaries)),
-                                  ("steps.json", aggregates_json(run.summaries))):
-                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/{name}", content=content))
+            assert self.cache is not None
+            for ext, content in (("csv", aggregates_csv(run.summaries).encode()), ("json", aggregates_json(run.summaries))):
+                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/steps.{ext}",
+                                            abs_src_path=self.cache.download(run.page_uri, ext, content)))
             self.runs.append(run)
             self.experiment_pages[run.page_uri] = run
         return sum(hit for _, _, hit in results)
