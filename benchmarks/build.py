@@ -17,8 +17,8 @@ token objects, per-token lists) into --workdir and reused by later runs. For eac
   index size, largest page;
 - memory of a serve process after 2 and after 20 rebuilds.
 
-Every timing is the best of several runs (floors 3, cold and second build 2, warm 3), each
-started with the earlier runs' writes flushed to disk: the machine's noise is what varies most.
+Every timing is the best of several runs (floors, cold build and warm rebuild 3, second build 2),
+each started with the earlier runs' writes flushed to disk: the machine's noise is what varies most.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> dict:
     files = sorted(p.resolve() for p in runs.rglob("*_step_*.json"))
     experiments = sorted(p.name for p in runs.iterdir())
     row: dict = {"steps": steps, "files": len(files), "input_mb": sum(f.stat().st_size for f in files) / 2**20}
-    row["parse_floor"] = min(parse_floor(files) for _ in range(2))
+    row["parse_floor"] = min(parse_floor(files) for _ in range(3))
     row["mkdocs_floor"], floor_rss = mkdocs_floor(workdir / f"floor-{steps}", experiments, steps, opts.interval)
     row["rss_floor"] = floor_rss["rss_main"]
 
@@ -177,7 +177,7 @@ def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> dict:
         shutil.rmtree(project / ".cache", ignore_errors=True)
         return run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project)
 
-    row["cold"], rss = best(2, cold)
+    row["cold"], rss = best(3, cold)
     row["rss_main"], row["rss_workers"] = rss["rss_main"], rss["rss_workers"]
     site = project / "site"
     row["site_mb"] = folder_size(site) / 2**20
