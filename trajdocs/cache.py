@@ -1,8 +1,10 @@
 """Read + summarise + render one step file at most once per content, keeping results on disk.
 
 The cache maps (file path, size, mtime, format, code fingerprint) to the step's aggregates
-(JSON) and its rendered HTML fragment. Only aggregates stay in memory across pages; fragments
-are read back when their page is written. Deleting the folder is always safe.
+(JSON), its rendered HTML fragments and its extras for the cross-step views. Only aggregates stay
+in memory across pages; fragments are read back when their page is written, and the written step
+pages are kept here too (hard links into the site) for rebuilds that produce them again. Deleting
+the folder is always safe.
 """
 
 from __future__ import annotations
