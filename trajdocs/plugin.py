@@ -96,10 +96,11 @@ class StepPage:
     page: int = 1  # a step with many trajectories spans several pages
 
 
-def release_memory() -> None:
+def release_memory(collect: bool = True) -> None:
     """Hand freed memory back to the system: without it a long `mkdocs serve` keeps the
     high-water mark of a fragmented heap and grows a little with every rebuild."""
-    gc.collect()
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL(None).malloc_trim(0)  # glibc; elsewhere there is nothing to call
     except (OSError, AttributeError, TypeError):
@@ -487,7 +488,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         uri = page.file.src_uri
         if uri in self.experiment_pages or uri in (self.overview_uri, self.prompts_uri):
             self._finish_reading()
-            release_memory()  # these pages grow with the steps: each starts from a trimmed heap
+            release_memory(collect=False)  # these pages grow with the steps: each starts from a trimmed heap
         if uri == self.overview_uri:
             return output.replace(SLOT, self._overview_body(page), 1)
         if uri == self.prompts_uri:
