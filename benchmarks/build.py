@@ -11,13 +11,14 @@ token objects, per-token lists) into --workdir and reused by later runs. For eac
   nav and out of search as trajdocs keeps its own, plus the overview and experiment pages;
 - cold build: `mkdocs build` of the corpus with trajdocs, cache emptied first;
 - warm rebuild: what `mkdocs serve` does after the trainer writes one more step file (same
-  process, plugin kept; three new steps one after the other), and a second `mkdocs build` that
+  process, plugin kept; five new steps one after the other), and a second `mkdocs build` that
   finds the on-disk cache;
 - peak RSS of the build process and of its workers (and of the MkDocs floor's), site size, search
   index size, largest step page and largest page of any kind;
-- memory of a serve process after 2 and after 20 rebuilds.
+- memory of a serve process, idle after 2 and after 20 rebuilds.
 
-Every timing is the best of several runs (floors, cold build and warm rebuild 3, second build 2),
+Every timing is the best of several runs (MkDocs floor and warm rebuild 5, parse floor and cold
+build 3, second build 2),
 each started with the earlier runs' writes flushed to disk: the machine's noise is what varies most.
 """
 
@@ -59,7 +60,8 @@ import orjson
 logging.getLogger("mkdocs").setLevel(logging.ERROR)
 config_file, last, new = sys.argv[1:4]
 
-def rss_mb():
+def idle_rss_mb():
+    time.sleep(2)  # serve waiting for the next change
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 
@@ -72,7 +74,7 @@ def rebuild():
 config = load_config(config_file)
 config.plugins.on_startup(command="serve", dirty=False)
 build(config)
-warm, parse_new = [], []
+warm, parse_new, memory = [], [], {}
 for n, target in enumerate(new.split(","), 1):  # the trainer writes its next steps, one at a time
     shutil.copyfile(last, target)
     start = time.perf_counter()
@@ -81,12 +83,12 @@ for n, target in enumerate(new.split(","), 1):  # the trainer writes its next st
     parse_new.append(time.perf_counter() - start)
     os.sync()  # the previous build's writes flushed, as minutes later when the next step comes
     warm.append(rebuild())
-memory = {}
-for n in range(len(warm) + 1, 21):
+    if n == 2:
+        memory[n] = idle_rss_mb()
+for n in range(len(warm) + 1, 21):  # then rebuilds of the same steps, as every other change makes
     rebuild()
-    if n in (2, 20):
-        memory[n] = rss_mb()
-print(json.dumps({"warm": min(warm), "parse_new": max(parse_new), "rss_after_2": memory.get(2, memory[20]),
+memory[20] = idle_rss_mb()
+print(json.dumps({"warm": min(warm), "parse_new": max(parse_new), "rss_after_2": memory[2],
                   "rss_after_20": memory[20]}))
 """
 
@@ -151,7 +153,7 @@ def mkdocs_floor(project: Path, experiments: list[str], steps: int, interval: in
             (folder / f"step-{step}.md").write_text(f"---\nsearch:\n  exclude: true\n---\n\n# Step {step}\n\nTrivial.\n")
     config = {"site_name": "floor", "theme": THEME, "plugins": ["search"], "not_in_nav": "runs/*/step-*.md"}
     (project / "mkdocs.yml").write_text(yaml.safe_dump(config))
-    return best(3, lambda: run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project))  # each one cleans the last one's site
+    return best(5, lambda: run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project))  # each one cleans the last one's site
 
 
 def folder_size(path: Path) -> int:
@@ -188,7 +190,7 @@ def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> dict:
     row["second_build"], _ = best(2, lambda: run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project))
 
     last = sorted((runs / experiments[0] / "trajectories").glob("*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))[-1]
-    new = [last.with_name(f"trajectories_step_{(steps + n) * opts.interval}.json") for n in (1, 2, 3)]
+    new = [last.with_name(f"trajectories_step_{(steps + n) * opts.interval}.json") for n in range(1, 6)]
     try:
         _, serve = run_driver(SERVE_DRIVER, "mkdocs.yml", str(last.resolve()), ",".join(map(str, new)), cwd=project)
     finally:

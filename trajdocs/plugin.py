@@ -149,16 +149,21 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.cache: StepCache | None = None
         self._temp_cache: str | None = None
         self._scan: Scan | None = None
+        self._serving = False
+        self._idle_release: threading.Timer | None = None
         self._started = 0.0
 
     def on_startup(self, *, command: str, dirty: bool) -> None:
         """Defined so that MkDocs keeps this instance (and its cache) across `serve` rebuilds."""
+        self._serving = command == "serve"
 
     def on_shutdown(self) -> None:
         if self._temp_cache:
             shutil.rmtree(self._temp_cache, ignore_errors=True)
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
+        if self._idle_release is not None:
+            self._idle_release.cancel()
         release_memory()  # the previous build's pages, now garbage (serve)
         runs = self.config.runs
         runs = [runs] if isinstance(runs, str) else runs
@@ -526,7 +531,11 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     @event_priority(-100)  # after every plugin's post_build
     def _release_memory(self, *, config: MkDocsConfig) -> None:
-        release_memory()
+        release_memory(collect=False)  # this build's pages are still referenced
+        if self._serving:  # once they are garbage too, while serve waits for changes
+            self._idle_release = threading.Timer(1.0, release_memory)
+            self._idle_release.daemon = True
+            self._idle_release.start()
 
     on_post_build = CombinedEvent(_fill_step_pages, _release_memory)
 
