@@ -72,7 +72,7 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions,
             page_of: dict[int, int] = {}
             fragments = step_fragments(data, summary, path, options, page_of, stats)
             extras = {"forking": forking_tokens(data.trajectories), "prompts": prompt_groups(data.trajectories, page_of)}
-        summary.pages = len(fragments) if render else step_pages(data, options)
+        summary.pages = len(fragments) if render else len(step_pages(data, options))
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
         fragments = [f'<div class="td-step"><p>{esc(summary.unreadable or "")}</p></div>']
@@ -262,9 +262,10 @@ class StepCache:
         and a later build that produces the same page links it back instead of writing it (the
         usual case under `serve`). Raises OSError when the fragment is missing."""
         fragment = self.fragment_file(key, page)
-        kept = fragment.with_name(f"{fragment.stem}.{hashlib.sha1(head + bytes([0]) + tail).hexdigest()[:16]}.page.html")
-        size = len(head) + os.path.getsize(fragment) + len(tail)
+        size = len(head) + os.path.getsize(fragment) + len(tail)  # before `dest` is touched
+        kept = None
         if self.can_link:
+            kept = fragment.with_name(f"{fragment.stem}.{hashlib.sha1(head + bytes([0]) + tail).hexdigest()[:16]}.page.html")
             try:
                 if os.stat(kept).st_size == size:  # another size: changed in place since
                     os.unlink(dest)
@@ -279,7 +280,7 @@ class StepCache:
             with open(fragment, "rb") as src:
                 copy_file(src, out)
             out.write(tail)
-        if self.can_link:
+        if kept is not None:
             link = self.folder / f".tmp-{kept.name}"
             try:
                 if os.path.lexists(link):

@@ -281,8 +281,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     def _add_run(self, files: Files, config: MkDocsConfig, exp: Experiment,
                  results: list[tuple[str, StepSummary, bool]]) -> int:
-        """Pages and files of one experiment: its step pages, images, experiment page and
-        downloads; warnings for its problems. Returns how many steps came from the cache."""
+        """Pages and files of one experiment: its step pages, images and downloads (its own page
+        comes after every experiment's step pages); warnings for its problems. Returns how many
+        steps came from the cache."""
         run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
         images: set[str] = set()
         for position, (step, (key, summary, _)) in enumerate(zip(exp.steps, results)):

@@ -391,7 +391,7 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
                           summary.histogram, HISTOGRAM_WIDTH, "entropy score")
         if chart:
             top.append(f'<details class="td-hist"><summary>Entropy score distribution</summary>{chart}</details>')
-    pages = paginate(group_trajectories(data.trajectories), max(1, options.per_page))
+    pages = step_pages(data, options)
     fragments = []
     stats = stats if stats is not None else trajectory_table(data.trajectories)
     for number, groups in enumerate(pages, 1):
@@ -404,9 +404,9 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     return fragments
 
 
-def step_pages(data: StepData, options: RenderOptions) -> int:
-    """How many pages `step_fragments` makes of a step."""
-    return len(paginate(group_trajectories(data.trajectories), max(1, options.per_page)))
+def step_pages(data: StepData, options: RenderOptions) -> list[list[list[Trajectory]]]:
+    """The trajectories of each page of a step, in prompt groups (a group is never split)."""
+    return paginate(group_trajectories(data.trajectories), max(1, options.per_page))
 
 
 def step_summary_line(s: StepSummary) -> str:
