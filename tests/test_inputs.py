@@ -152,6 +152,23 @@ def test_huge_values_stay_usable(tmp_path):
     assert re.search(r'<a class="td-next" href="../step-2/"', html)
 
 
+def test_integers_beyond_any_float_are_shown_as_written(tmp_path, warnings_logged):
+    huge = "9" * 400  # no float holds it; Python cannot print an int past 4300 digits either
+    longest = "7" * 5000
+    records = [trajectory(1, 0, [tok("a", True, 1.0)], reward=1.0), trajectory(1, 1, [tok("b")], reward=0.0)]
+    text = json.dumps(records)
+    text = text.replace('"reward": 1.0', f'"reward": {huge}, "ids": [{huge}, 1], "long_id": {longest}', 1)
+    path = tmp_path / "results" / "exp" / "trajectories_step_1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    site = build_site(tmp_path)
+    html = read(site / "runs" / "exp" / "step-1" / "index.html")
+    assert [[t["text"] for t in c] for c in tokens_in(html)] == [["a"], ["b"]]  # the file stays readable
+    assert huge in html and longest in html
+    assert [m for m in warnings_logged if "trajectory 0: info.reward is" in m]  # not a number to use
+    assert not [m for m in warnings_logged if "unreadable" in m]
+
+
 def test_deeply_nested_file_is_unreadable_not_a_crash(tmp_path, warnings_logged):
     simple_run(tmp_path / "results", "exp", (1,))
     path = write_step(tmp_path / "results", "exp", 2, "[" * 100_000 + "]" * 100_000)

@@ -40,13 +40,20 @@ class Problems(list):
             self.append("further problems not listed")
 
 
+def _int_literal(digits: str) -> int | str:
+    """An integer beyond any float (which no statistic can use, and which Python cannot even print
+    past 4300 digits) stays its digits, shown as written."""
+    return int(digits) if len(digits) <= 300 else digits
+
+
 def loads(data: bytes | str) -> Any:
-    """orjson, falling back to the stdlib for the NaN/Infinity literals Python's json writes."""
+    """orjson, falling back to the stdlib for the NaN/Infinity literals Python's json writes (and
+    integers beyond 64 bits)."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         try:
-            return json.loads(data)
+            return json.loads(data, parse_int=_int_literal)
         except RecursionError:
             raise ValueError("objects nested too deeply to read") from None
 
