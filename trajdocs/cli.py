@@ -11,20 +11,25 @@ import sys
 import tempfile
 
 from . import __version__
+from .demo import KINDS as KIND_CHOICES  # stdlib only: the tokenizer loads when demo data is written
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoOptions, write_demo
+    from .demo import DemoOptions, DemoUnavailable, write_demo
 
     opts = DemoOptions(experiments=args.experiments, steps=args.steps, interval=args.interval,
                        trajectories=args.trajectories, group_size=args.group_size,
                        min_tokens=args.min_tokens, max_tokens=args.max_tokens, ratio=args.ratio,
-                       all_scores=args.all_scores, token_lists=not args.no_token_lists, seed=args.seed,
-                       names=tuple(args.name or ()))
+                       all_scores=args.all_scores, token_lists=args.token_lists and not args.no_token_lists,
+                       seed=args.seed, names=tuple(args.name or ()), kinds=tuple(args.kind or ()))
     if opts.min_tokens < 1 or opts.max_tokens < opts.min_tokens:
         print("trajdocs demo: need 1 <= --min-tokens <= --max-tokens", file=sys.stderr)
         return 2
-    written = write_demo(args.folder, opts)
+    try:
+        written = write_demo(args.folder, opts)
+    except DemoUnavailable as err:
+        print(f"trajdocs demo: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {len(written)} synthetic step files under {args.folder}")
     return 0
 
@@ -145,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trajdocs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="write synthetic LightRFT-style runs (clearly labelled synthetic)")
-    demo.add_argument("folder", help="where to write <experiment>/trajectories/trajectories_step_<N>.json")
+    demo = sub.add_parser("demo", help="write synthetic runs shaped as LightRFT's and verl's writers write them")
+    demo.add_argument("folder", help="where to write <experiment>/<model>/trajectories/trajectories_step_<N>.json")
     demo.add_argument("--experiments", type=int, default=2)
     demo.add_argument("--steps", type=int, default=12, help="step files per experiment")
     demo.add_argument("--interval", type=int, default=5, help="training steps between saved files")
@@ -154,9 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--group-size", type=int, default=4, help="responses per prompt (GRPO group)")
     demo.add_argument("--min-tokens", type=int, default=200)
     demo.add_argument("--max-tokens", type=int, default=600)
-    demo.add_argument("--ratio", type=float, default=0.2, help="share of tokens flagged high-entropy")
+    demo.add_argument("--ratio", type=float, default=0.2, help="high_entropy_token_ratio: share of each response's tokens flagged (0: marking off, text fields only)")
     demo.add_argument("--all-scores", action="store_true", help="entropy_score on every token, not only flagged ones")
-    demo.add_argument("--no-token-lists", action="store_true", help="scalar advantages/return, no per-token lists")
+    demo.add_argument("--token-lists", action="store_true",
+                      help="the saver given whole micro-batches: per-token advantages/return/log-probs lists")
+    demo.add_argument("--no-token-lists", action="store_true",
+                      help="scalar advantages/return/log-probs, as the trainer's path writes them (the default)")
+    demo.add_argument("--kind", action="append", choices=KIND_CHOICES,
+                      help="run kind, repeat to cycle over the experiments (default: lightrft)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--name", action="append", help="experiment folder name (repeat for each experiment)")
     demo.set_defaults(run=_demo)
