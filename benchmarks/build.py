@@ -3,8 +3,9 @@
     python benchmarks/build.py                 # 2 experiments x 100, 200, 400 steps x 16 trajectories
     python benchmarks/build.py --steps 200     # one size only
 
-The corpus is written by `trajdocs demo` (LightRFT format as the trainer writes it: indent=2,
-token objects, per-token lists) into --workdir and reused by later runs. For each size:
+The corpus is written by `trajdocs demo` (LightRFT format as its saver writes it: indent=2, token
+objects from Qwen's tokenizer, the per-token lists of the saver's micro-batch path) into --workdir
+and reused by later runs. For each size:
 
 - parse floor: read and decode every step file with orjson, nothing else, one process;
 - MkDocs floor: `mkdocs build` (Material, search) of as many trivial step pages, kept out of the
@@ -115,10 +116,10 @@ def corpus(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> Path:
         stamp.write_text(wanted)
     subset = workdir / f"runs-{steps}" / "results"
     shutil.rmtree(subset.parent, ignore_errors=True)
-    for exp in sorted((full / "results").iterdir()):
-        target = subset / exp.name / "trajectories"
+    for folder in sorted((full / "results").rglob("trajectories")):  # <experiment>/<model>/trajectories
+        target = subset / folder.relative_to(full / "results")
         target.mkdir(parents=True)
-        files = sorted((exp / "trajectories").glob("*_step_*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        files = sorted(folder.glob("*_step_*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
         for f in files[:steps]:
             (target / f.name).symlink_to(f)
     return subset
@@ -189,7 +190,8 @@ def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> dict:
     row["largest_page_kb"] = max(pages.values()) / 1024
     row["second_build"], _ = best(2, lambda: run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project))
 
-    last = sorted((runs / experiments[0] / "trajectories").glob("*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))[-1]
+    first = next((runs / experiments[0]).rglob("trajectories"))
+    last = sorted(first.glob("*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))[-1]
     new = [last.with_name(f"trajectories_step_{(steps + n) * opts.interval}.json") for n in range(1, 6)]
     try:
         _, serve = run_driver(SERVE_DRIVER, "mkdocs.yml", str(last.resolve()), ",".join(map(str, new)), cwd=project)
@@ -235,8 +237,9 @@ def main() -> int:
     parser.add_argument("--json", help="also write the measurements to this file")
     args = parser.parse_args()
     largest = max(args.steps)
+    # the saver given whole micro-batches writes per-token lists: the heaviest files it can write
     opts = DemoOptions(experiments=args.experiments, steps=largest, trajectories=args.trajectories,
-                       min_tokens=args.min_tokens, max_tokens=args.max_tokens)
+                       min_tokens=args.min_tokens, max_tokens=args.max_tokens, token_lists=True)
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -20,9 +20,9 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = {  # file name: (page, colour mode or None for a page without tokens)
-    "step": ("runs/synthetic-grpo-forking-tokens/step-30/", "flag"),
-    "heat": ("runs/synthetic-grpo-all-token-entropy/step-30/", "heat"),
-    "experiment": ("runs/synthetic-grpo-all-token-entropy/", None),
+    "step": ("runs/lightrft-gsm8k-grpo/qwen2.5-0.5b-ep30-kl0.01-lr1e-6/step-30/", "flag"),
+    "heat": ("runs/lightrft-gsm8k-grpo-all-scores/qwen2.5-0.5b-ep30-kl0.01-lr1e-6/step-30/", "heat"),
+    "experiment": ("runs/lightrft-gsm8k-grpo-all-scores/qwen2.5-0.5b-ep30-kl0.01-lr1e-6/", None),
 }
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

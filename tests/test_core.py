@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from conftest import tok, trajectory, write_step
 from trajdocs.demo import DemoOptions, write_demo
 from trajdocs.discover import find_experiments, slugify
@@ -92,21 +94,24 @@ def test_unreadable_files_say_where(tmp_path):
 
 
 def test_demo_writes_lightrft_shaped_runs(tmp_path):
+    pytest.importorskip("tokenizers")
     opts = DemoOptions(experiments=2, steps=3, trajectories=8, min_tokens=200, max_tokens=600)
     files = write_demo(str(tmp_path), opts)
     assert len(files) == 6
+    assert Path(files[0]).parent.name == "trajectories" and len(Path(files[0]).relative_to(tmp_path).parts) == 4
     records = json.loads(Path(files[0]).read_text(encoding="utf-8"))
     assert len(records) == 8
     for r in records:
-        pure = r["pure_generated_tokens"]
-        assert 200 - 25 <= len(pure) <= 600 + 40
-        assert r["generated_tokens"][1:] == pure
-        assert "".join(t["text"] for t in pure) == r["pure_generated_text"]
-        assert all(("entropy_score" in t) == t["high_entropy"] for t in pure)  # scores only on flagged tokens
-        assert sum(t["high_entropy"] for t in pure) == max(1, int(len(pure) * 0.2))
+        gen, pure = r["generated_tokens"], r.get("pure_generated_tokens", [])
+        assert len(gen) == r["response_token_count"] + 1 and gen[1:] == pure
+        assert 200 - 30 <= len(pure) <= 600 + 40
+        assert all(("entropy_score" in t) == t["high_entropy"] for t in gen)  # scores only on flagged tokens
+        assert sum(t["high_entropy"] for t in gen) == max(1, int(len(gen) * 0.2))
         assert r["full_sequence"].endswith(r["pure_generated_text"] + "<|im_end|>")
-        assert len(r["advantages"]) == len(pure) and math.isfinite(r["advantages"][0])
-    assert "synthetic" in Path(files[0]).parts[-3]
+        assert math.isfinite(r["advantages"]) and r["sample_in_exp"] == 0 and r["label"] is None
+    assert [r["experience_index"] for r in records] == list(range(8))
+    assert write_demo(str(tmp_path / "again"), opts)[0].endswith(files[0][len(str(tmp_path)):])
+    assert Path(files[0]).read_bytes() == Path(str(tmp_path / "again") + files[0][len(str(tmp_path)):]).read_bytes()
 
 
 def test_repeated_tokens_are_skipped_only_when_the_cut_is_exact(tmp_path):

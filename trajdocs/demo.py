@@ -389,7 +389,7 @@ def lightrft_step(codec: Codec, rng: random.Random, opts: DemoOptions, kind: str
     group_size = max(1, opts.group_size)
     special = {}
     if opts.special_every and s % opts.special_every == 0 and opts.trajectories >= 3:
-        special = {opts.trajectories - 1: "eos", 1: "one"}
+        special = {1: "eos", opts.trajectories - 2: "one"}  # each followed by ordinary responses
     for g in range(math.ceil(opts.trajectories / group_size)):
         problem = (s * 3 + g * 5 + e) % len(problems)
         a, b = 10 + (problem * 7 + g + s) % 50, 2 + (problem * 3 + s) % 9
