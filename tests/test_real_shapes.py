@@ -170,8 +170,11 @@ def shown_prompt(section: Node, group: Node | None) -> tuple[str, str] | None:
     for owner in (section, group):
         if owner is None:
             continue
+        inside = set()
+        if owner is group:
+            inside = {id(n) for s in group.find_all(has_class("td-traj")) for n in s.find_all(lambda n: True)}
         for block in owner.find_all(lambda n: n.tag == "details" and "td-prompt" in n.classes()):
-            if owner is group and any(block in s.find_all(lambda n: True) for s in group.find_all(has_class("td-traj"))):
+            if id(block) in inside:
                 continue  # another trajectory's own block
             summary = block.find(lambda n: n.tag == "summary")
             pre = block.find(lambda n: n.tag == "pre")
@@ -366,6 +369,31 @@ def compare_badge(item: ShownTrajectory, record: dict, where: str) -> None:
     assert (None if correct is None else correct == "1") == want, f"{where}: correctness badge {correct} vs {want}"
 
 
+def has_token_data(record: dict) -> bool:
+    return bool(record.get("generated_tokens")) or "<HIGH_ENTROPY>" in (record.get("pure_generated_text") or "")
+
+
+def compare_controls(pages: list[Path], records: list[dict]) -> list[str]:
+    """A step whose file has no token data (verl, LightRFT with marking off) shows no entropy
+    controls, legend or columns, and no statistics it cannot have."""
+    if any(has_token_data(r) for r in records):
+        return []
+    failures = []
+    for path in pages:
+        root = parse_page(path)
+        name = f"{path.parent.name} page"
+        if root.find(lambda n: n.attrs.get("data-td-setting") == "ratio"):
+            failures.append(f"{name}: a re-flag slider without token data")
+        if root.find(has_class("td-legend")) or root.find(lambda n: n.tag == "option" and n.attrs.get("value") == "heat"):
+            failures.append(f"{name}: an entropy legend / heat map option without token data")
+        if root.find(lambda n: n.tag == "th" and "High-entropy" in n.text()):
+            failures.append(f"{name}: a high-entropy column without token data")
+        stats = [dd.text() for dl in root.find_all(has_class("td-stats")) for dd in dl.find_all(lambda n: n.tag == "dd")]
+        if "—" in stats:
+            failures.append(f"{name}: statistics shown as —")
+    return failures
+
+
 def read_records(step_file: Path) -> list[dict]:
     text = step_file.read_text(encoding="utf-8")
     if step_file.suffix == ".jsonl":
@@ -379,7 +407,7 @@ def compare_step(step_file: Path, pages: list[Path]) -> list[str]:
     shown = shown_trajectories(pages)
     if sorted(t.index for t in shown) != list(range(len(records))):
         return [f"{step_file.name}: {len(shown)} trajectories shown, the file has {len(records)}"]
-    failures = []
+    failures = compare_controls(pages, records)
     for item in shown:
         record = records[item.index]
         where = f"{step_file.name} trajectory {item.index}"
