@@ -330,6 +330,8 @@ def lightrft_record(codec: Codec, r: Rollout, step: int, exp_index: int, sample:
     generated_text = codec.decode(states)
     pure_text = codec.decode(states[1:]) if n > 1 else ""
     batched = opts.token_lists
+    width = max(len(m.response_ids) for m in micro)
+    log_probs = r.log_probs + [0.0] * (width - len(r.log_probs)) if batched else r.log_probs  # the saver's row
     full = r.prompt_ids + r.response_ids
     if batched:  # the micro-batch is padded: left for prompts, right for responses
         width_p = max(len(m.prompt_ids) for m in micro)
@@ -353,7 +355,7 @@ def lightrft_record(codec: Codec, r: Rollout, step: int, exp_index: int, sample:
                       repeat_score=repeatness(pure_text) if pure_text else 0.0,
                       reflection_pattern_score=sum(reflection_details(pure_text).values()) if pure_text else 0,
                       reflection_pattern_details=reflection_details(pure_text) if pure_text else {},
-                      policy_entropy=sample_std(r.log_probs) if len(r.log_probs) > 1 else 0.0,
+                      policy_entropy=sample_std(log_probs) if len(log_probs) > 1 else 0.0,
                       response_token_count=n - 1)
     ratio = opts.ratio if kind in ("lightrft", "lightrft-vl") else 0.0
     if ratio > 0:
@@ -361,7 +363,6 @@ def lightrft_record(codec: Codec, r: Rollout, step: int, exp_index: int, sample:
         record["generated_tokens"] = token_array(codec, states, range(n), flags, r.entropies, opts.all_scores)
         if n > 1:
             record["pure_generated_tokens"] = record["generated_tokens"][1:]
-    width = max(len(m.response_ids) for m in micro)
     per_token = {"advantages": [f32(advantage)] * len(r.response_ids), "return": [f32(advantage)] * len(r.response_ids),
                  "action_log_probs": r.log_probs}
     for key, values in per_token.items():  # GRPO has no critic: no "values"
@@ -509,14 +510,14 @@ def write_demo(folder: str, opts: DemoOptions) -> list[str]:
         if kind == "verl":
             val = os.path.join(folder, name, "validation_data")
             os.makedirs(val, exist_ok=True)
-            for s in range(0, opts.steps + 1):
-                step = s * opts.interval
+            for s in range(0, opts.steps + 1):  # verl dumps every training step
+                step = s
                 if s:
                     path = os.path.join(out, f"{step}.jsonl")
                     with open(path, "w", encoding="utf-8") as f:
                         f.write(verl_step(codec, rng, opts, e, s, step, validation=False))
                     written.append(path)
-                if s % 4 == 0:  # validation before training (step 0) and every test_freq steps
+                if s % 4 == 0 or s == opts.steps:  # before training (step 0), every test_freq steps, the last
                     path = os.path.join(val, f"{step}.jsonl")
                     with open(path, "w", encoding="utf-8") as f:
                         f.write(verl_step(codec, rng, opts, e, s, step, validation=True))
