@@ -453,28 +453,48 @@ def every_step(project: Path):  # type: ignore[no-untyped-def]
             yield exp, step
 
 
+def adjacent_groups(inputs: list[str]) -> bool:
+    """Whether the lines of each prompt sit next to each other."""
+    runs = [x for i, x in enumerate(inputs) if i == 0 or inputs[i - 1] != x]
+    return len(runs) == len(set(runs))
+
+
 def test_generator_writes_every_shape(real_site):
     project, _ = real_site
-    records = {}
+    results = project / "results"
+    records: dict[str, list] = {}
     for exp, step in every_step(project):
-        text = Path(step.path).read_text(encoding="utf-8")
-        rows = [json.loads(x) for x in text.splitlines()] if step.path.endswith(".jsonl") else json.loads(text)
-        records.setdefault(exp.name, []).extend(rows)
-    names = sorted(records)
-    assert any(n.endswith("/trajectories") or "/" in n for n in names)  # nested <exp>/<model>/ layout
-    light = [r for n in names if "gsm8k-grpo/" in n for r in records[n]]
+        path = Path(step.path)
+        if path.suffix == ".json":  # LightRFT: results/<experiment>/<model>/trajectories/
+            assert len(path.relative_to(results).parts) == 4 and path.parent.name == "trajectories"
+        rows = read_records(path)
+        records.setdefault(exp.name.split("/")[0], []).extend(rows)
+        if exp.name.endswith("validation_data"):
+            assert adjacent_groups([r["input"] for r in rows])
+    light = records["lightrft-gsm8k-grpo"]
     assert any("pure_generated_tokens" not in r and len(r["generated_tokens"]) == 1 for r in light)  # immediate EOS
     assert any(len(r.get("pure_generated_tokens", [])) == 1 for r in light)  # one-token response
-    assert any("\ufffd" in t["text"] for r in light for t in r["generated_tokens"])
+    texts = [t["text"] for r in light for t in r["generated_tokens"]]
+    assert "\ufffd" in texts and " \ufffd" in texts and "<think>" in texts and "\n\n" in "".join(texts)
     assert all(r["sample_in_exp"] == 0 and r["label"] is None and isinstance(r["advantages"], float) for r in light)
     assert all(len(r["info"]["reward_metrics"]["accuracy_reward"]) == 4 for r in light)
     assert all(("entropy_score" in t) == t["high_entropy"] for r in light for t in r["generated_tokens"])
-    plain = [r for n in names if "default" in n for r in records[n]]
-    assert plain and not any("generated_tokens" in r for r in plain)
-    vl = [r for n in names if "vl" in n for r in records[n]]
-    assert all(r["full_sequence"].count("<|image_pad|>") >= 100 and r["image_paths"] for r in vl)
-    verl_val = [r for n in names if n.endswith("validation_data") for r in records[n]]
-    assert verl_val and all(list(r)[:6] == ["input", "output", "gts", "score", "step", "reward"] for r in verl_val)
+    assert any(r["info"]["reward"] == demo.f32(0.1) for r in light)  # wrong but well formatted
+    assert not any("generated_tokens" in r for r in records["lightrft-gsm8k-grpo-default"])
+    assert all(set(r) <= {"global_step", "experience_index", "sample_in_exp", "full_sequence", "generated_text",
+                          "pure_generated_text", "advantages", "return", "action_log_probs", "info", "has_images"}
+               for r in records["lightrft-gsm8k-old-saver"])
+    assert any("<HIGH_ENTROPY>" in r["pure_generated_text"] for r in records["lightrft-fork-markers"])
+    for r in records["lightrft-geo3k-vl-grpo"]:
+        assert r["full_sequence"].count("<|image_pad|>") >= 100
+        for rel in r["image_paths"]:
+            png = next(results.glob(f"lightrft-geo3k-vl-grpo/*/trajectories/{rel}")).read_bytes()
+            assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    verl = records["verl-dapo-math"]
+    assert all(list(r)[:5] == ["input", "output", "gts", "score", "step"] and isinstance(r["acc"], bool) for r in verl)
+    assert any(list(r)[5] == "reward" for r in verl) and any(r["step"] == 0 for r in verl)
+    assert not all(adjacent_groups([r["input"] for r in read_records(Path(step.path))])
+                   for exp, step in every_step(project) if exp.name.endswith("rollout_data"))
 
 
 SHAPE_NAMES = ["lightrft-gsm8k-grpo", "lightrft-gsm8k-grpo-default", "lightrft-geo3k-vl-grpo",
