@@ -17,6 +17,7 @@ and score, and the final token's flag and score (last entry) need an element of 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import subprocess
@@ -28,7 +29,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from conftest import build_site
+from conftest import WarningCapture, build_site
 from trajdocs.discover import find_experiments
 from trajdocs.text import fmt_number
 
@@ -444,8 +445,13 @@ def real_site(tmp_path_factory):
                                token_lists=True, all_scores=True, names=("lightrft-micro-batches",), seed=3,
                                special_every=1)
     demo.write_demo(str(project / "results"), batched)
-    site = build_site(project)
-    return project, site
+    handler = WarningCapture()
+    logging.getLogger("mkdocs").addHandler(handler)
+    try:
+        site = build_site(project)
+    finally:
+        logging.getLogger("mkdocs").removeHandler(handler)
+    return project, site, handler.messages
 
 
 def every_step(project: Path):  # type: ignore[no-untyped-def]
@@ -461,7 +467,7 @@ def adjacent_groups(inputs: list[str]) -> bool:
 
 
 def test_generator_writes_every_shape(real_site):
-    project, _ = real_site
+    project, _, _ = real_site
     results = project / "results"
     records: dict[str, list] = {}
     for exp, step in every_step(project):
@@ -498,6 +504,12 @@ def test_generator_writes_every_shape(real_site):
                    for exp, step in every_step(project) if exp.name.endswith("rollout_data"))
 
 
+def test_well_formed_files_raise_no_warning(real_site):
+    """Every file here is what a writer really writes: nothing for --strict to fail on."""
+    _, _, warnings = real_site
+    assert warnings == []
+
+
 SHAPE_NAMES = ["lightrft-gsm8k-grpo", "lightrft-gsm8k-grpo-default", "lightrft-geo3k-vl-grpo",
                "lightrft-fork-markers", "lightrft-gsm8k-old-saver", "verl-dapo-math/rollout_data",
                "verl-dapo-math/validation_data", "lightrft-micro-batches"]
@@ -505,7 +517,7 @@ SHAPE_NAMES = ["lightrft-gsm8k-grpo", "lightrft-gsm8k-grpo-default", "lightrft-g
 
 @pytest.mark.parametrize("shape", SHAPE_NAMES)
 def test_every_page_equals_its_file(real_site, shape):
-    project, site = real_site
+    project, site, _ = real_site
     failures, checked = [], 0
     for exp, step in every_step(project):
         if exp.name.split("/")[0] == shape or exp.name == shape:
@@ -530,7 +542,7 @@ def test_skipping_repeated_tokens_reads_what_the_plain_parse_reads(real_site):
     the same trajectories, each with the same fields, as a plain parse of the file."""
     from trajdocs.readers import loads, without_repeated_tokens
 
-    project, _ = real_site
+    project, _, _ = real_site
     failures = []
     for exp, step in every_step(project):
         if not step.path.endswith(".json"):
