@@ -47,7 +47,7 @@ TEXT_FIELDS = {"full_sequence", "generated_text", "pure_generated_text", "genera
 
 # --- reading a built page back -----------------------------------------------------------------
 
-@dataclass
+@dataclass(eq=False)  # nodes compare by identity
 class Node:
     tag: str
     attrs: dict
@@ -385,11 +385,13 @@ def compare_controls(pages: list[Path], records: list[dict]) -> list[str]:
         name = f"{path.parent.name} page"
         if root.find(lambda n: n.attrs.get("data-td-setting") == "ratio"):
             failures.append(f"{name}: a re-flag slider without token data")
-        if root.find(has_class("td-legend")) or root.find(lambda n: n.tag == "option" and n.attrs.get("value") == "heat"):
+        heat = root.find(lambda n: n.tag == "option" and n.attrs.get("value") == "heat")
+        if root.find(has_class("td-legend")) or heat:
             failures.append(f"{name}: an entropy legend / heat map option without token data")
         if root.find(lambda n: n.tag == "th" and "High-entropy" in n.text()):
             failures.append(f"{name}: a high-entropy column without token data")
-        stats = [dd.text() for dl in root.find_all(has_class("td-stats")) for dd in dl.find_all(lambda n: n.tag == "dd")]
+        stats = [dd.text() for dl in root.find_all(has_class("td-stats"))
+                 for dd in dl.find_all(lambda n: n.tag == "dd")]
         if "—" in stats:
             failures.append(f"{name}: statistics shown as —")
     return failures

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--group-size", type=int, default=4, help="responses per prompt (GRPO group)")
     demo.add_argument("--min-tokens", type=int, default=200)
     demo.add_argument("--max-tokens", type=int, default=600)
-    demo.add_argument("--ratio", type=float, default=0.2, help="high_entropy_token_ratio: share of each response's tokens flagged (0: marking off, text fields only)")
+    demo.add_argument("--ratio", type=float, default=0.2,
+                      help="high_entropy_token_ratio: share of each response's tokens flagged (0: marking off)")
     demo.add_argument("--all-scores", action="store_true", help="entropy_score on every token, not only flagged ones")
     demo.add_argument("--token-lists", action="store_true",
                       help="the saver given whole micro-batches: per-token advantages/return/log-probs lists")
