@@ -208,7 +208,7 @@ class Rollout:
 
     prompt: str  # chat template text
     prompt_ids: list[int]
-    response_ids: list[int]  # ends with EOS unless empty-handed
+    response_ids: list[int]  # ends with the EOS token
     entropies: list[float]  # entropy of the distribution that chose response_ids[j]
     log_probs: list[float]  # log-prob of response_ids[j]
     accuracy: float
@@ -240,9 +240,10 @@ def response_text(rng: random.Random, target: int, codec: Codec, shown: int, cor
 
 
 def draw_entropies(rng: random.Random, codec: Codec, ids: list[int], temperature: float) -> list[float]:
-    """Most tokens near zero, sentence starts and reflection words high; distinct float32 values."""
+    """Most tokens near zero, sentence starts and reflection words high, as float32 values (ties
+    between continuous draws are too rare to matter for the top-k flags)."""
     out, previous = [], ""
-    for j, token_id in enumerate(ids):
+    for token_id in ids:
         text = codec.one(token_id)
         word = text.strip()
         value = rng.lognormvariate(-3.0, 1.2)
@@ -250,8 +251,7 @@ def draw_entropies(rng: random.Random, codec: Codec, ids: list[int], temperature
             value += rng.uniform(0.8, 2.6)
         elif word.isdigit() and rng.random() < 0.3:
             value += rng.uniform(0.1, 1.0)
-        value = min(value * temperature, 9.5) + j * 1e-7  # no ties: top-k must be one set
-        out.append(f32(value))
+        out.append(f32(min(value * temperature, 9.5)))
         previous = text
     if out:
         out[-1] = f32(rng.uniform(0.0, 0.05))  # the EOS (or last token) is an easy choice
