@@ -166,8 +166,8 @@ def shown_metadata(section: Node) -> dict[str, str]:
     return fields
 
 
-def shown_prompt(section: Node, group: Node | None) -> tuple[str, str] | None:
-    """(label, text) of the prompt block that belongs to this trajectory: its own, else its group's."""
+def shown_prompt(section: Node, group: Node | None) -> tuple[str, str, Node] | None:
+    """(label, text, <pre>) of the prompt block that belongs to this trajectory: its own, else its group's."""
     for owner in (section, group):
         if owner is None:
             continue
@@ -179,7 +179,7 @@ def shown_prompt(section: Node, group: Node | None) -> tuple[str, str] | None:
                 continue  # another trajectory's own block
             summary = block.find(lambda n: n.tag == "summary")
             pre = block.find(lambda n: n.tag == "pre")
-            return summary.text(), pre_text(pre)
+            return summary.text(), pre_text(pre), pre
     return None
 
 
@@ -320,6 +320,10 @@ def compare_prompt(item: ShownTrajectory, record: dict, where: str) -> None:
         return
     assert shown is not None and shown[0] == "Prompt", f"{where}: no prompt shown (got {shown and shown[0]})"
     assert shown[1] == prompt, f"{where}: prompt differs"
+    pads = prompt.count("<|image_pad|>") if prompt else 0
+    if pads > 1:  # a run of one special token is one element with its count
+        runs = shown[2].find_all(lambda n: n.attrs.get("data-n") and n.text() == "<|image_pad|>")
+        assert sum(int(n.attrs["data-n"]) for n in runs) == pads, f"{where}: <|image_pad|> run not collapsed"
 
 
 def compare_response_text(item: ShownTrajectory, record: dict, where: str) -> None:
