@@ -7,6 +7,7 @@ from typing import Callable
 
 from .discover import duplicate_steps, find_experiments
 from .readers import detect_format, read_step
+from .text import counted
 
 
 def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] = print) -> int:
@@ -22,7 +23,7 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
     for exp in experiments:
         formats = sorted({fmt if fmt != "auto" else detect_format(s.path) for s in exp.steps})
         numbers = [s.step for s in exp.steps]
-        out(f"{exp.name}: {len(numbers)} steps ({numbers[0]}–{numbers[-1]}), format {', '.join(formats)}, "
+        out(f"{exp.name}: {counted(len(numbers), 'step')} ({numbers[0]}–{numbers[-1]}), format {', '.join(formats)}, "
             f"folder {exp.folder}")
         for step in duplicate_steps(exp):
             out(f"  step {step}: more than one file")
@@ -36,5 +37,5 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
             for problem in data.problems:
                 out(f"  {step.path}: {problem}")
                 problems += 1
-    out(f"{len(experiments)} experiments, {steps} step files, {problems} problem{'s' if problems != 1 else ''}")
+    out(f"{counted(len(experiments), 'experiment')}, {counted(steps, 'step file')}, {counted(problems, 'problem')}")
     return problems
