@@ -253,3 +253,48 @@ def test_counts_are_in_the_singular_for_one(tmp_path):
     assert "1 experiment, 1 step (" in built.stderr, built.stderr
     page = read(tmp_path / "site" / "runs" / "exp" / "index.html")
     assert "· 1 step (1–1) · 1 trajectory" in page
+
+
+def wrong_runs(root: Path) -> Path:
+    """A folder a user might point `runs` at by mistake: JSON files, none a step file."""
+    (root / "exp" / "trajectories").mkdir(parents=True)
+    (root / "exp" / "trajectories" / "step5.json").write_text("[]")
+    (root / "exp" / "config.json").write_text("{}")
+    (root / ".old" / "trajectories").mkdir(parents=True)
+    (root / ".old" / "trajectories" / "trajectories_step_3.json").write_text("[]")
+    (root / "rollouts.jsonl").write_text("{}\n")
+    return root
+
+
+def test_check_fails_on_an_empty_or_wrong_runs_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    wrong_runs(tmp_path / "wrong")
+    simple_run(tmp_path / "good", "exp", (1,))
+    empty = run("trajdocs", "check", "empty", cwd=tmp_path)
+    assert empty.returncode == 1, empty.stdout
+    assert "no step files in the runs folder empty" in empty.stdout and "The folder is empty" in empty.stdout
+    assert "_step_<N>.json" in empty.stdout and "<N>.jsonl" in empty.stdout
+    wrong = run("trajdocs", "check", "wrong", cwd=tmp_path)
+    assert wrong.returncode == 1 and "no step files in the runs folder wrong" in wrong.stdout, wrong.stdout
+    for miss in ("exp/trajectories/step5.json (not a step file name)", "exp/config.json", "rollouts.jsonl",
+                 ".old/trajectories/trajectories_step_3.json (inside a folder trajdocs skips",
+                 "exp/trajectories/ (a trajectories folder without step files)"):
+        assert miss in wrong.stdout, (miss, wrong.stdout)
+    both = run("trajdocs", "check", "good", "wrong", cwd=tmp_path)
+    assert both.returncode == 1 and "runs folder wrong" in both.stdout and "runs folder good" not in both.stdout
+    assert run("trajdocs", "check", "good", cwd=tmp_path).returncode == 0
+
+
+def test_builds_warn_on_an_empty_or_wrong_runs_folder(tmp_path, warnings_logged):
+    wrong_runs(tmp_path / "results")
+    site = build_site(tmp_path)  # a plain build works: training may not have written a step yet
+    assert "No step files found yet" in read(site / "runs" / "index.html")
+    assert any("no step files in the runs folder" in m and "step5.json" in m for m in warnings_logged), warnings_logged
+    with pytest.raises(Abort):
+        build_site(tmp_path, strict=True)
+    (tmp_path / "empty").mkdir()
+    env = {**ENV, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    plain = run("trajdocs", "build", "empty", "-o", "site-a", cwd=tmp_path, env=env)
+    assert plain.returncode == 0 and "no step files in the runs folder" in plain.stderr, plain.stderr
+    strict = run("trajdocs", "build", "empty", "-o", "site-b", "--strict", cwd=tmp_path, env=env)
+    assert strict.returncode == 1, strict.stderr

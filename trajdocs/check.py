@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .discover import duplicate_steps, find_experiments
+from .discover import duplicate_steps, find_experiments, no_steps_warning, roots_without_steps
 from .readers import detect_format, read_step
 from .text import counted
 
@@ -19,6 +19,9 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
     problems += len(missing)
     experiments = find_experiments([p for p in paths if p not in missing],
                                    [p.rstrip("/") for p in paths] if len(paths) > 1 else None)
+    for path in roots_without_steps([p for p in paths if p not in missing], experiments):
+        out(no_steps_warning(path))
+        problems += 1
     steps = 0
     for exp in experiments:
         formats = sorted({fmt if fmt != "auto" else detect_format(s.path) for s in exp.steps})

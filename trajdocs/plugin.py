@@ -23,7 +23,7 @@ from mkdocs.structure.pages import Page
 from mkdocs.utils import get_relative_url, nest_paths
 
 from .cache import StepCache
-from .discover import duplicate_steps, empty_folders, find_experiments
+from .discover import duplicate_steps, empty_folders, find_experiments, no_steps_warning, roots_without_steps
 from .guard import mark_site, site_dir_problem
 from .insights import (ForkingTally, PromptTally, PromptUse, Run, aggregates_csv, aggregates_json,
                        comparison_charts, comparison_table, experiment_charts)
@@ -268,8 +268,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                            in_nav=not self.user_nav)
         for folder in empty_folders([r for r in roots if r], experiments):
             log.info(f"{folder}: no step files, skipped")
-        if not self.runs:
-            log.info(f"no step files found under {', '.join(self.roots)}")
+        for root in roots_without_steps(roots, experiments):  # training may not have written one yet
+            log.warning(no_steps_warning(root, self.roots[roots.index(root)]))
         self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
         self._add_page(files, config, self.prompts_uri, page_source("Recurring prompts", "Recurring prompts", True),
                        in_nav=not self.user_nav)
