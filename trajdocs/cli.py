@@ -97,7 +97,12 @@ def _cache_folder(runs: str) -> str:
     runs so that the second `trajdocs build` reads only new or changed step files."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     key = hashlib.sha1(os.path.realpath(runs).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return os.path.join(base, "trajdocs", key)
+    folder = os.path.join(base, "trajdocs", key)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:  # no writable home: a per-user folder in the system's temporary folder
+        folder = os.path.join(tempfile.gettempdir(), f"trajdocs-cache-{os.getuid() if hasattr(os, 'getuid') else 0}", key)
+    return folder
 
 
 def _one_off_config(work: str, runs: str, site: str | None) -> str:
@@ -120,13 +125,15 @@ def _one_off_config(work: str, runs: str, site: str | None) -> str:
 
 def _mkdocs(arguments: list[str]) -> int:
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    import click
     from mkdocs.__main__ import cli
 
     try:
         cli(arguments, standalone_mode=False)
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):  # click turns Ctrl-C into its Abort
+        print("trajdocs: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - report MkDocs' own errors as a command would
         print(f"trajdocs: {err}", file=sys.stderr)
@@ -208,36 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trajdocs", description="Browse RL trajectory dumps as an MkDocs site.")
     parser.add_argument("--version", action="version", version=f"trajdocs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
-
-    demo = sub.add_parser("demo", formatter_class=defaults,
+    demo = sub.add_parser("demo",
                           help="write synthetic LightRFT-style runs (clearly labelled synthetic)",
                           description="Write synthetic LightRFT-style runs for trying trajdocs out and for "
                                       "benchmarks: template text and random entropies, not model output.")
     demo.add_argument("folder", help="where to write <experiment>/trajectories/trajectories_step_<N>.json")
-    demo.add_argument("--experiments", type=int, default=2, help="number of experiments")
-    demo.add_argument("--steps", type=int, default=12, help="step files per experiment")
-    demo.add_argument("--interval", type=int, default=5, help="training steps between saved files")
-    demo.add_argument("--trajectories", type=int, default=8, help="trajectories per step file")
-    demo.add_argument("--group-size", type=int, default=4, help="responses per prompt (GRPO group)")
-    demo.add_argument("--min-tokens", type=int, default=200, help="fewest tokens in a response")
-    demo.add_argument("--max-tokens", type=int, default=600, help="most tokens in a response")
-    demo.add_argument("--ratio", type=float, default=0.2, help="share of tokens flagged high-entropy")
+    demo.add_argument("--experiments", type=int, default=2, metavar="N", help="number of experiments (default: %(default)s)")
+    demo.add_argument("--steps", type=int, default=12, metavar="N", help="step files per experiment (default: %(default)s)")
+    demo.add_argument("--interval", type=int, default=5, metavar="N", help="training steps between saved files (default: %(default)s)")
+    demo.add_argument("--trajectories", type=int, default=8, metavar="N", help="trajectories per step file (default: %(default)s)")
+    demo.add_argument("--group-size", type=int, default=4, metavar="N", help="responses per prompt (GRPO group) (default: %(default)s)")
+    demo.add_argument("--min-tokens", type=int, default=200, metavar="N", help="fewest tokens in a response (default: %(default)s)")
+    demo.add_argument("--max-tokens", type=int, default=600, metavar="N", help="most tokens in a response (default: %(default)s)")
+    demo.add_argument("--ratio", type=float, default=0.2, metavar="R",
+                      help="share of tokens flagged high-entropy (default: %(default)s)")
     demo.add_argument("--all-scores", action="store_true", help="entropy_score on every token, not only flagged ones")
     demo.add_argument("--no-token-lists", action="store_true",
                       help="scalar advantages/return and no action_log_probs list")
-    demo.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files")
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="random seed: the same seed writes the same files (default: %(default)s)")
     demo.add_argument("--name", action="append", metavar="NAME",
                       help="experiment folder name (repeat for each experiment; default: synthetic-grpo-...)")
     demo.set_defaults(run=_demo)
 
-    check = sub.add_parser("check", formatter_class=defaults,
+    check = sub.add_parser("check",
                            help="validate run folders without building; exit 1 on any problem",
                            description="List the experiments and step files trajdocs finds, and every problem "
                                        "a strict build would fail on; exit status 1 on any problem.")
     check.add_argument("paths", nargs="+", metavar="RUNS", help="run folders, as in the plugin's 'runs' option")
     check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto",
-                       help="file format (auto: .json LightRFT, .jsonl verl)")
+                       help="file format (default: auto, by file: .json LightRFT, .jsonl verl)")
     check.set_defaults(run=_check)
 
     init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder",
