@@ -153,11 +153,6 @@ def test_second_one_off_build_reads_from_the_cache(tmp_path):
     assert "tmp" not in page.split("Folder <code>")[1].split("</code>")[0]
 
 
-def temp_folders() -> set[str]:
-    import tempfile
-    return {p.name for p in Path(tempfile.gettempdir()).glob("trajdocs-site-*")}
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -169,9 +164,10 @@ def test_stopped_serve_leaves_no_temporary_folder(tmp_path, stop):
     import urllib.request
 
     simple_run(tmp_path / "results", "exp", (1, 2))
-    before = temp_folders()
+    temp = tmp_path / "tmp"  # the command's own temporary folder: nothing else writes there
+    temp.mkdir()
     port = free_port()
-    env = {**ENV, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {**ENV, "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(temp)}
     with open(tmp_path / "serve.log", "w") as log:
         server = subprocess.Popen([sys.executable, "-m", "trajdocs", "serve", "results", "-a", f"127.0.0.1:{port}"],
                                   cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -186,30 +182,32 @@ def test_stopped_serve_leaves_no_temporary_folder(tmp_path, stop):
                 time.sleep(0.3)
         else:
             pytest.fail(read(tmp_path / "serve.log"))
-        made = temp_folders() - before
-        assert made, "serve should work from a temporary configuration"
+        assert any(p.name.startswith("trajdocs-site-") for p in temp.iterdir()), list(temp.iterdir())
         server.send_signal(stop)
         server.wait(timeout=30)
     finally:
         if server.poll() is None:
             server.kill()
-    assert not (temp_folders() & made), read(tmp_path / "serve.log")
+    assert not list(temp.iterdir()), (list(temp.iterdir()), read(tmp_path / "serve.log"))
     assert "Traceback" not in read(tmp_path / "serve.log")
 
 
-def test_stopped_build_leaves_no_temporary_folder(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_stopped_build_leaves_no_temporary_folder(tmp_path, stop):
     simple_run(tmp_path / "results", "exp", range(1, 40), per_step=40)
-    before = temp_folders()
-    env = {**ENV, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**ENV, "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(temp)}
     build = subprocess.Popen([sys.executable, "-m", "trajdocs", "build", "results", "-o", "site"], cwd=tmp_path,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
-    while not (temp_folders() - before) and time.monotonic() < deadline and build.poll() is None:
+    while not list(temp.iterdir()) and time.monotonic() < deadline and build.poll() is None:
         time.sleep(0.02)
-    made = temp_folders() - before
-    build.send_signal(signal.SIGTERM)
-    build.wait(timeout=30)
-    assert made and not (temp_folders() & made)
+    assert list(temp.iterdir()), "the build should work from a temporary configuration"
+    os.killpg(build.pid, stop)  # as a terminal does: the build and its worker processes
+    output = build.communicate(timeout=30)[0].decode()
+    assert not list(temp.iterdir()), output
+    assert "Traceback" not in output, output
 
 
 def test_serve_on_a_busy_port_fails_before_building(tmp_path):
