@@ -296,3 +296,42 @@ def test_builds_warn_on_an_empty_or_wrong_runs_folder(tmp_path, warnings_logged)
     assert plain.returncode == 0 and "no step files in the runs folder" in plain.stderr, plain.stderr
     strict = run("trajdocs", "build", "empty", "-o", "site-b", "--strict", cwd=tmp_path, env=env)
     assert strict.returncode == 1, strict.stderr
+
+
+STOPPED_IN_A_CALLBACK = """
+import sys, time, weakref
+import trajdocs.cli as cli
+
+def fake_mkdocs(arguments):
+    class Thing:
+        pass
+    thing = Thing()
+    def callback(_):
+        print("in callback", flush=True)
+        time.sleep(3)  # the signal comes now: Python prints and drops what a callback raises
+    ref = weakref.ref(thing, callback)
+    del thing
+    while True:
+        time.sleep(0.05)
+
+cli._mkdocs = fake_mkdocs
+sys.exit(cli.main(["build", sys.argv[1], "-o", sys.argv[2]]))
+"""
+
+
+def test_a_signal_dropped_by_python_still_stops_the_command(tmp_path):
+    simple_run(tmp_path / "results", "exp", (1,))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**ENV, "TMPDIR": str(temp), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_IN_A_CALLBACK, "results", "site"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "in callback"
+        proc.send_signal(signal.SIGTERM)
+        _, errors = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, errors
+    assert not list(temp.iterdir()) and "Traceback" not in errors, errors

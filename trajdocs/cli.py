@@ -141,11 +141,27 @@ def _mkdocs(arguments: list[str]) -> int:
     return 0
 
 
-STOP_SIGNALS = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+_stopped: list[int] = []  # the signal that stops this command, once one came
 
 
 def _stop(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: every `finally` runs
+    """Unwind like Ctrl-C, so that every `finally` runs (MkDocs' own cleaning too)."""
+    if signum != getattr(signal, "SIGALRM", None):
+        _stopped.append(signum)
+    if _stopped and _stopped[0] == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + (_stopped[0] if _stopped else signum))
+
+
+def _quiet_unraisable(unraisable) -> None:  # type: ignore[no-untyped-def]
+    """An exception raised while Python runs a callback (a weakref's, a __del__) is dropped: when
+    it is the one that stops this command, raise it again a moment later (SIGALRM), silently."""
+    if _stopped and isinstance(unraisable.exc_value, (SystemExit, KeyboardInterrupt)):
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> int:
@@ -154,23 +170,29 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> i
     if not os.path.isdir(runs):
         print(f"trajdocs {command}: {runs} is not a folder", file=sys.stderr)
         return 2
-    previous = {sig: signal.signal(sig, _stop) for sig in STOP_SIGNALS}
+    _stopped.clear()
+    catch = STOP_SIGNALS + ([signal.SIGALRM] if hasattr(signal, "setitimer") else [])
+    previous = {sig: signal.signal(sig, _stop) for sig in catch}
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
     work = None
     try:
         work = tempfile.mkdtemp(prefix="trajdocs-site-")
-        return _mkdocs([command, "-f", _one_off_config(work, runs, site), *options])
+        code = _mkdocs([command, "-f", _one_off_config(work, runs, site), *options])
+        return 128 + _stopped[0] if _stopped else code
     except KeyboardInterrupt:
         return 130
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 1
     finally:
-        for sig in (*STOP_SIGNALS, signal.SIGINT):  # a second signal must not cut the cleaning short
+        for sig in catch:  # a second signal must not cut the cleaning short
             signal.signal(sig, signal.SIG_IGN)
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if work:
             shutil.rmtree(work, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = hook
 
 
 def _build(args: argparse.Namespace) -> int:
