@@ -134,6 +134,17 @@ def test_plugin_refuses_runs_and_site_dir_inside_each_other(tmp_path, caplog):
             build_site(tmp_path, plugin=plugin, site_dir=str(tmp_path / site_dir))
         assert any(f"site_dir {tmp_path / site_dir} {why}" in r.getMessage() for r in caplog.records), caplog.text
         assert tree_hash(tmp_path / "results") == before
+    # site_dir at the folder of mkdocs.yml, with the docs and the runs elsewhere
+    (tmp_path / "own-docs").mkdir()
+    (tmp_path / "own-docs" / "index.md").write_text("# Home\n")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.md").write_text("mine\n")
+    caplog.clear()
+    with pytest.raises(Abort):
+        build_site(tmp_path / "project", plugin={"runs": str(tmp_path / "results")}, site_dir=str(tmp_path / "project"),
+                   docs_dir=str(tmp_path / "own-docs"))
+    assert "holds mkdocs.yml" in caplog.text, caplog.text
+    assert read(tmp_path / "project" / "notes.md") == "mine\n"
     site = build_site(tmp_path, plugin={"runs": "results"})
     assert (site / ".trajdocs-site").exists()
 

@@ -84,11 +84,14 @@ def output_problem(site: str, runs: list[str], force: bool, cwd: str | None = No
     return None
 
 
-def site_dir_problem(site_dir: str, runs: list[str], docs_dir: str) -> str | None:
+def site_dir_problem(site_dir: str, runs: list[str], docs_dir: str, config_dir: str | None = None) -> str | None:
     """The plugin's guard: MkDocs empties `site_dir` before every build, so a runs folder (or the
-    docs folder) must neither be it, lie inside it, nor hold it. Symlinks are resolved."""
+    docs folder) must neither be it, lie inside it, nor hold it, and `site_dir` must not be the
+    folder of mkdocs.yml or one above it. Symlinks are resolved."""
     problem = overlap_problem(site_dir, [("runs folder", r) for r in runs] + [("docs folder", docs_dir)],
                               "site_dir")
+    if not problem and config_dir and _inside(_real(config_dir), _real(site_dir)):
+        problem = f"site_dir {site_dir} holds mkdocs.yml ({config_dir})"
     if problem:
         return (f"{problem}; every build empties site_dir: set site_dir (or runs) so that neither "
                 "holds the other")
