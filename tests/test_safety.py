@@ -82,6 +82,11 @@ def test_output_folder_is_compared_by_real_path(project, tmp_path):
     refused = run("trajdocs", "build", str(project / "results"), "-o", ".", "--force", cwd=elsewhere)
     assert refused.returncode == 1 and "current folder" in refused.stderr, refused.stderr
     assert read(elsewhere / "keep.txt") == "keep"
+    # the temporary configuration folder, even with --force
+    refused = run("trajdocs", "build", str(project / "results"), "-o", str(elsewhere), "--force", cwd=project,
+                  env={**ENV, "TMPDIR": str(elsewhere)})
+    assert refused.returncode == 1 and "temporary configuration folder" in refused.stderr, refused.stderr
+    assert read(elsewhere / "keep.txt") == "keep" and sorted(os.listdir(elsewhere)) == ["keep.txt"]
     assert tree_hash(project) == before
 
 

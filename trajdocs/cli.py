@@ -14,6 +14,7 @@ import sys
 import tempfile
 
 from . import __version__
+from .guard import overlap_problem, output_problem
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -177,6 +178,10 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> i
     work = None
     try:
         work = tempfile.mkdtemp(prefix="trajdocs-site-")
+        problem = site and overlap_problem(site, [("temporary configuration folder", work)])
+        if problem:
+            print(f"trajdocs {command}: refusing to build: {problem}", file=sys.stderr)
+            return 1
         code = _mkdocs([command, "-f", _one_off_config(work, runs, site), *options])
         return 128 + _stopped[0] if _stopped else code
     except KeyboardInterrupt:
@@ -196,8 +201,6 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> i
 
 
 def _build(args: argparse.Namespace) -> int:
-    from .guard import output_problem
-
     problem = output_problem(args.output, [args.runs], args.force)
     if problem:
         print(f"trajdocs build: refusing to build: {problem}", file=sys.stderr)
