@@ -172,6 +172,7 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> i
         print(f"trajdocs {command}: {runs} is not a folder", file=sys.stderr)
         return 2
     _stopped.clear()
+    tempfile.gettempdir()  # Python probes the folder with a file: not while a signal could cut it short
     catch = STOP_SIGNALS + ([signal.SIGALRM] if hasattr(signal, "setitimer") else [])
     previous = {sig: signal.signal(sig, _stop) for sig in catch}
     hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
