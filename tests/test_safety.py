@@ -355,3 +355,36 @@ def test_a_signal_dropped_by_python_still_stops_the_command(tmp_path):
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, errors
     assert not list(temp.iterdir()) and "Traceback" not in errors, errors
+
+
+def test_serve_is_not_refused_for_a_site_dir_it_never_writes(tmp_path):
+    """`mkdocs serve` builds into a fresh temporary folder: a site_dir that a build would refuse
+    does not stop it."""
+    import urllib.request
+
+    import yaml
+
+    simple_run(tmp_path, "exp", (1,))  # runs: "." holds site/
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# Home\n")
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump({"site_name": "x", "theme": {"name": "material", "font": False},
+                                                         "plugins": ["search", {"trajdocs": {"runs": "."}}]}))
+    assert run("mkdocs", "build", cwd=tmp_path).returncode == 1
+    port = free_port()
+    with open(tmp_path / "serve.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}"], cwd=tmp_path,
+                                  env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/runs/exp/", timeout=2) as r:
+                    if b"step-1" in r.read():
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail(read(tmp_path / "serve.log"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

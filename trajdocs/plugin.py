@@ -174,7 +174,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         base = os.path.dirname(os.path.abspath(config.config_file_path or "mkdocs.yml"))
         self.roots = [r if is_url(r) else os.path.normpath(os.path.join(base, os.path.expanduser(r))) for r in runs]
         self.labels = [r.strip("/") for r in runs] if len(runs) > 1 else [""]
-        problem = site_dir_problem(config.site_dir, [r for r in self.roots if not is_url(r)], config.docs_dir, base)
+        problem = None if self._serving else site_dir_problem(  # serve builds into a fresh temporary folder
+            config.site_dir, [r for r in self.roots if not is_url(r)], config.docs_dir, base)
         if problem:
             raise PluginError(f"trajdocs: {problem}")
         self.prefix = self.config.path.strip("/")
