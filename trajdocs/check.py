@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .discover import duplicate_steps, find_experiments
+from .discover import duplicate_steps, find_experiments, no_steps_warning, roots_without_steps
 from .readers import detect_format, read_step
+from .text import counted
 
 
 def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] = print) -> int:
@@ -18,11 +19,14 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
     problems += len(missing)
     experiments = find_experiments([p for p in paths if p not in missing],
                                    [p.rstrip("/") for p in paths] if len(paths) > 1 else None)
+    for path in roots_without_steps([p for p in paths if p not in missing], experiments):
+        out(no_steps_warning(path))
+        problems += 1
     steps = 0
     for exp in experiments:
         formats = sorted({fmt if fmt != "auto" else detect_format(s.path) for s in exp.steps})
         numbers = [s.step for s in exp.steps]
-        out(f"{exp.name}: {len(numbers)} steps ({numbers[0]}–{numbers[-1]}), format {', '.join(formats)}, "
+        out(f"{exp.name}: {counted(len(numbers), 'step')} ({numbers[0]}–{numbers[-1]}), format {', '.join(formats)}, "
             f"folder {exp.folder}")
         for step in duplicate_steps(exp):
             out(f"  step {step}: more than one file")
@@ -36,5 +40,5 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
             for problem in data.problems:
                 out(f"  {step.path}: {problem}")
                 problems += 1
-    out(f"{len(experiments)} experiments, {steps} step files, {problems} problem{'s' if problems != 1 else ''}")
+    out(f"{counted(len(experiments), 'experiment')}, {counted(steps, 'step file')}, {counted(problems, 'problem')}")
     return problems

@@ -6,12 +6,16 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 
 from . import __version__
 from .demo import KINDS as KIND_CHOICES  # stdlib only: the tokenizer loads when demo data is written
+from .guard import overlap_problem, output_problem
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -85,7 +89,8 @@ def _init(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if not os.path.isdir(os.path.join(folder, args.runs)):
         print(f"note: {os.path.join(folder, args.runs)} does not exist yet")
-    print(f"next: cd {args.folder} && mkdocs serve")
+    here = os.path.realpath(folder) == os.path.realpath(os.getcwd())
+    print("next: mkdocs serve" if here else f"next: cd {shlex.quote(args.folder)} && mkdocs serve")
     return 0
 
 
@@ -93,16 +98,29 @@ def _yaml_text(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
 
 
-def _one_off_config(runs: str, site: str | None) -> str:
-    """A temporary mkdocs.yml for a runs folder that has none; its cache outlives it."""
+def _cache_folder(runs: str) -> str:
+    """The one-off commands' step cache: per user, per runs folder (its real path), kept between
+    runs so that the second `trajdocs build` reads only new or changed step files."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha1(os.path.realpath(runs).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    folder = os.path.join(base, "trajdocs", key)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:  # no writable home: a per-user folder in the system's temporary folder
+        folder = os.path.join(tempfile.gettempdir(), f"trajdocs-cache-{os.getuid() if hasattr(os, 'getuid') else 0}", key)
+    return folder
+
+
+def _one_off_config(work: str, runs: str, site: str | None) -> str:
+    """A temporary mkdocs.yml in `work` for a runs folder that has none; the cache outlives it."""
     runs = os.path.abspath(runs)
-    work = tempfile.mkdtemp(prefix="trajdocs-site-")
     os.makedirs(os.path.join(work, "docs"))
     name = os.path.basename(runs.rstrip(os.sep)) or "runs"
     with open(os.path.join(work, "docs", "index.md"), "w", encoding="utf-8") as f:
         f.write(INDEX_PAGE.format(name=name, runs=runs))
-    cache = os.path.join(tempfile.gettempdir(), "trajdocs-cache", hashlib.sha1(runs.encode()).hexdigest()[:12])
-    config = SITE_CONFIG.format(name=_yaml_text(name), runs=_yaml_text(runs)) + f"      cache_dir: {_yaml_text(cache)}\n"
+    config = (SITE_CONFIG.format(name=_yaml_text(name), runs=_yaml_text(runs))
+              + f"      cache_dir: {_yaml_text(_cache_folder(runs))}\n"
+              + f"      paths_relative_to: {_yaml_text(os.path.dirname(runs.rstrip(os.sep)) or runs)}\n")
     if site:
         config += f"site_dir: {_yaml_text(os.path.abspath(site))}\n"
     path = os.path.join(work, "mkdocs.yml")
@@ -113,35 +131,114 @@ def _one_off_config(runs: str, site: str | None) -> str:
 
 def _mkdocs(arguments: list[str]) -> int:
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    import click
     from mkdocs.__main__ import cli
 
     try:
         cli(arguments, standalone_mode=False)
     except SystemExit as stop:
-        return int(stop.code or 0)
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except (KeyboardInterrupt, click.exceptions.Abort):  # click turns Ctrl-C into its Abort
+        print("trajdocs: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:  # noqa: BLE001 - report MkDocs' own errors as a command would
         print(f"trajdocs: {err}", file=sys.stderr)
         return 1
     return 0
 
 
+STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+_stopped: list[int] = []  # the signal that stops this command, once one came
+
+
+def _stop(signum: int, frame: object) -> None:
+    """Unwind like Ctrl-C, so that every `finally` runs (MkDocs' own cleaning too)."""
+    if signum != getattr(signal, "SIGALRM", None):
+        _stopped.append(signum)
+    if _stopped and _stopped[0] == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + (_stopped[0] if _stopped else signum))
+
+
+def _quiet_unraisable(unraisable) -> None:  # type: ignore[no-untyped-def]
+    """An exception raised while Python runs a callback (a weakref's, a __del__) is dropped: when
+    it is the one that stops this command, raise it again a moment later (SIGALRM), silently."""
+    if _stopped and isinstance(unraisable.exc_value, (SystemExit, KeyboardInterrupt)):
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> int:
-    """`mkdocs build|serve` for a runs folder, with a temporary configuration."""
+    """`mkdocs build|serve` for a runs folder, with a temporary configuration removed on every way
+    out (an error, Ctrl-C, SIGTERM, SIGHUP)."""
     if not os.path.isdir(runs):
         print(f"trajdocs {command}: {runs} is not a folder", file=sys.stderr)
         return 2
-    config = _one_off_config(runs, site)
+    _stopped.clear()
+    tempfile.gettempdir()  # Python probes the folder with a file: not while a signal could cut it short
+    catch = STOP_SIGNALS + ([signal.SIGALRM] if hasattr(signal, "setitimer") else [])
+    previous = {sig: signal.signal(sig, _stop) for sig in catch}
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
+    work = None
     try:
-        return _mkdocs([command, "-f", config, *options])
+        work = tempfile.mkdtemp(prefix="trajdocs-site-")
+        problem = site and overlap_problem(site, [("temporary configuration folder", work)])
+        if problem:
+            print(f"trajdocs {command}: refusing to build: {problem}", file=sys.stderr)
+            return 1
+        code = _mkdocs([command, "-f", _one_off_config(work, runs, site), *options])
+        return 128 + _stopped[0] if _stopped else code
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
     finally:
-        shutil.rmtree(os.path.dirname(config), ignore_errors=True)
+        for sig in catch:  # a second signal must not cut the cleaning short
+            signal.signal(sig, signal.SIG_IGN)
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sys.unraisablehook = hook
 
 
 def _build(args: argparse.Namespace) -> int:
+    problem = output_problem(args.output, [args.runs], args.force)
+    if problem:
+        print(f"trajdocs build: refusing to build: {problem}", file=sys.stderr)
+        return 1
     return _one_off("build", args.runs, args.output, ["--strict"] if args.strict else [])
 
 
+def _port_problem(address: str) -> str | None:
+    """Why the server could not listen on HOST:PORT, found before a whole site is built."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit():
+        return f"{address} is not HOST:PORT"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        return f"cannot resolve {host}: {err}"
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself does
+        try:
+            probe.bind(sockaddr)
+        except OSError as err:
+            return f"cannot listen on {address}: {err.strerror or err} (another server there? try -a {host}:{int(port) + 1})"
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    problem = _port_problem(args.dev_addr)
+    if problem:
+        print(f"trajdocs serve: {problem}", file=sys.stderr)
+        return 1
     return _one_off("serve", args.runs, None, ["-a", args.dev_addr])
 
 
@@ -149,18 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trajdocs", description="Browse RL trajectory dumps as an MkDocs site.")
     parser.add_argument("--version", action="version", version=f"trajdocs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="write synthetic runs shaped as LightRFT's and verl's writers write them")
+    demo = sub.add_parser("demo",
+                          help="write synthetic runs shaped as LightRFT's and verl's writers write them",
+                          description="Write synthetic runs for trying trajdocs out and for benchmarks, laid "
+                                      "out and serialised as LightRFT's and verl's writers do, tokenised with "
+                                      "Qwen's tokenizer (pip install 'trajdocs[demo]'): template text and "
+                                      "random entropies, not model output.")
     demo.add_argument("folder", help="where to write <experiment>/<model>/trajectories/trajectories_step_<N>.json")
-    demo.add_argument("--experiments", type=int, default=2)
-    demo.add_argument("--steps", type=int, default=12, help="step files per experiment")
-    demo.add_argument("--interval", type=int, default=5, help="training steps between saved files")
-    demo.add_argument("--trajectories", type=int, default=8, help="trajectories per step file")
-    demo.add_argument("--group-size", type=int, default=4, help="responses per prompt (GRPO group)")
-    demo.add_argument("--min-tokens", type=int, default=200)
-    demo.add_argument("--max-tokens", type=int, default=600)
-    demo.add_argument("--ratio", type=float, default=0.2,
-                      help="high_entropy_token_ratio: share of each response's tokens flagged (0: marking off)")
+    demo.add_argument("--experiments", type=int, default=2, metavar="N", help="number of experiments (default: %(default)s)")
+    demo.add_argument("--steps", type=int, default=12, metavar="N", help="step files per experiment (default: %(default)s)")
+    demo.add_argument("--interval", type=int, default=5, metavar="N", help="training steps between saved files (default: %(default)s)")
+    demo.add_argument("--trajectories", type=int, default=8, metavar="N", help="trajectories per step file (default: %(default)s)")
+    demo.add_argument("--group-size", type=int, default=4, metavar="N", help="responses per prompt (GRPO group) (default: %(default)s)")
+    demo.add_argument("--min-tokens", type=int, default=200, metavar="N", help="fewest tokens in a response (default: %(default)s)")
+    demo.add_argument("--max-tokens", type=int, default=600, metavar="N", help="most tokens in a response (default: %(default)s)")
+    demo.add_argument("--ratio", type=float, default=0.2, metavar="R",
+                      help="high_entropy_token_ratio: share of each response's tokens flagged, 0 for marking off "
+                           "(default: %(default)s)")
     demo.add_argument("--all-scores", action="store_true", help="entropy_score on every token, not only flagged ones")
     demo.add_argument("--token-lists", action="store_true",
                       help="the saver given whole micro-batches: per-token advantages/return/log-probs lists")
@@ -168,30 +270,47 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scalar advantages/return/log-probs, as the trainer's path writes them (the default)")
     demo.add_argument("--kind", action="append", choices=KIND_CHOICES,
                       help="run kind, repeat to cycle over the experiments (default: lightrft)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--name", action="append", help="experiment folder name (repeat for each experiment)")
+    demo.add_argument("--seed", type=int, default=0, metavar="N",
+                      help="random seed: the same seed writes the same files (default: %(default)s)")
+    demo.add_argument("--name", action="append", metavar="NAME",
+                      help="experiment folder name (repeat for each experiment)")
     demo.set_defaults(run=_demo)
 
-    check = sub.add_parser("check", help="validate run folders without building; exit 1 on any problem")
-    check.add_argument("paths", nargs="+", help="run folders, as in the plugin's 'runs' option")
-    check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto")
+    check = sub.add_parser("check",
+                           help="validate run folders without building; exit 1 on any problem",
+                           description="List the experiments and step files trajdocs finds, and every problem "
+                                       "a strict build would fail on; exit status 1 on any problem.")
+    check.add_argument("paths", nargs="+", metavar="RUNS", help="run folders, as in the plugin's 'runs' option")
+    check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto",
+                       help="file format (default: auto, by file: .json LightRFT, .jsonl verl)")
     check.set_defaults(run=_check)
 
-    init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder")
+    init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder",
+                          description="Write a ready mkdocs.yml and docs/index.md; existing files are kept "
+                                      "unless --force.")
     init.add_argument("folder", nargs="?", default=".", help="project folder (default: here)")
     init.add_argument("--runs", default="results", help="the runs folder, relative to the project (default: results)")
-    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument("--force", action="store_true", help="overwrite an existing mkdocs.yml and docs/index.md")
     init.set_defaults(run=_init)
 
-    build = sub.add_parser("build", help="build a site for a runs folder, without any mkdocs.yml")
+    build = sub.add_parser("build", help="build a site for a runs folder, without any mkdocs.yml",
+                           description="Build a static site for a runs folder, without any mkdocs.yml. The "
+                                       "output folder is emptied first: trajdocs refuses one that is, holds or "
+                                       "lies inside the runs folder, the current folder or one above it, and "
+                                       "(unless --force) a non-empty folder that is not a site.")
     build.add_argument("runs", help="the runs folder")
-    build.add_argument("-o", "--output", default="site", help="site folder (default: site)")
+    build.add_argument("-o", "--output", default="site", help="site folder, emptied first (default: site)")
     build.add_argument("--strict", action="store_true", help="fail on any problem in the step files")
+    build.add_argument("--force", "--clean", action="store_true",
+                       help="replace an output folder that does not look like a site (its files are deleted)")
     build.set_defaults(run=_build)
 
-    serve = sub.add_parser("serve", help="serve a live site for a runs folder, without any mkdocs.yml")
+    serve = sub.add_parser("serve", help="serve a live site for a runs folder, without any mkdocs.yml",
+                           description="Serve a live site for a runs folder, without any mkdocs.yml; new step "
+                                       "files appear without restarting. Nothing is written next to the runs.")
     serve.add_argument("runs", help="the runs folder")
-    serve.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", help="address (default: 127.0.0.1:8000)")
+    serve.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT",
+                       help="address to serve on (default: 127.0.0.1:8000)")
     serve.set_defaults(run=_serve)
     return parser
 

@@ -116,3 +116,72 @@ def empty_folders(roots: list[str], experiments: list[Experiment]) -> list[str]:
                 if not any(u.startswith(prefix) for u in used):
                     empty.append(entry.path)
     return empty
+
+
+STEP_FILE_NAMES = ("LightRFT files named <prefix>_step_<N>.json (e.g. "
+                   "<experiment>/trajectories/trajectories_step_5.json) or verl files named <N>.jsonl (e.g. 5.jsonl), "
+                   "in the folder or any folder below it")
+NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
+
+
+def roots_without_steps(roots: list[str], experiments: list[Experiment]) -> list[str]:
+    """The roots (existing folders) under which no experiment was found."""
+    folders = [os.path.abspath(e.folder) for e in experiments]
+    empty = []
+    for root in roots:
+        top = os.path.abspath(root)
+        if os.path.isdir(root) and not any(f == top or f.startswith(top.rstrip(os.sep) + os.sep) for f in folders):
+            empty.append(root)
+    return empty
+
+
+def near_misses(root: str, limit: int = 8, budget: int = 20000) -> tuple[list[str], int]:
+    """What under `root` looks meant as step files but is not read, for the warning about a runs
+    folder without any: JSON / JSONL files whose names are not step-file names (`step5.json`,
+    `rollouts.jsonl`), compressed ones, step files inside folders the search skips (hidden ones,
+    `images/`), and `trajectories/` folders holding no step file. Returns up to `limit` of
+    them (paths relative to `root`) and how many were found, looking at no more than `budget`
+    folder entries."""
+    found: list[str] = []
+    total = seen = 0
+
+    def add(text: str) -> None:
+        nonlocal total
+        total += 1
+        if len(found) < limit:
+            found.append(text)
+
+    for folder, dirs, files in os.walk(root):
+        seen += len(dirs) + len(files)
+        if seen > budget:
+            break
+        dirs[:] = sorted(d for d in dirs if d not in (".git", "node_modules", "__pycache__"))
+        rel = os.path.relpath(folder, root)
+        parts = [] if rel == "." else rel.split(os.sep)
+        skipped = any(p.startswith(".") or p in SKIPPED_DIRS for p in parts)
+        steps_here = False
+        for name in sorted(files):
+            path = os.path.join(*parts, name) if parts else name
+            if match_step_file(name):
+                steps_here = True
+                if skipped:
+                    add(f"{path} (inside a folder trajdocs skips: hidden or images/)")
+            elif name.lower().endswith(NEAR_MISS_SUFFIXES) and not skipped:
+                add(f"{path} (not a step file name)")
+        if parts and parts[-1] == "trajectories" and not steps_here and not skipped:
+            add(f"{rel}{os.sep} (a trajectories folder without step files)")
+    return found, total
+
+
+def no_steps_warning(root: str, shown: str | None = None) -> str:
+    """The warning for a runs folder without step files: what trajdocs looks for, what it saw."""
+    misses, total = near_misses(root)
+    text = f"no step files in the runs folder {shown or root}: trajdocs looks for {STEP_FILE_NAMES}"
+    if misses:
+        more = f"; and {total - len(misses)} more" if total > len(misses) else ""
+        return f"{text}. Near misses: {'; '.join(misses)}{more}"
+    try:
+        empty = not any(True for _ in os.scandir(root))
+    except OSError:
+        empty = False
+    return f"{text}. The folder is empty." if empty else f"{text}. Nothing in it looks like one."

@@ -23,14 +23,15 @@ from mkdocs.structure.pages import Page
 from mkdocs.utils import get_relative_url, nest_paths
 
 from .cache import StepCache
-from .discover import duplicate_steps, empty_folders, find_experiments
+from .discover import duplicate_steps, empty_folders, find_experiments, no_steps_warning, roots_without_steps
+from .guard import mark_site, site_dir_problem
 from .insights import (ForkingTally, PromptTally, PromptUse, Run, aggregates_csv, aggregates_json,
                        comparison_charts, comparison_table, experiment_charts)
 from .model import Experiment, StepSummary
 from .readers import FORMATS
 from .remote import is_url, mirror
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
-from .text import clean, esc, fmt_number, fmt_ratio
+from .text import clean, counted, esc, fmt_number, fmt_ratio
 
 log = get_plugin_logger(__name__)
 
@@ -55,6 +56,7 @@ class TrajdocsConfig(Config):
     size_limit_mb = c.Type((int, float), default=1024)  # GitHub Pages: 1 GB per site
     file_limit_mb = c.Type((int, float), default=100)  # GitHub: 100 MB per file
     max_tokens = c.Type(int, default=3000)
+    paths_relative_to = c.Type(str, default="")  # folder that paths shown on pages start from
 
 
 @dataclass
@@ -172,6 +174,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         base = os.path.dirname(os.path.abspath(config.config_file_path or "mkdocs.yml"))
         self.roots = [r if is_url(r) else os.path.normpath(os.path.join(base, os.path.expanduser(r))) for r in runs]
         self.labels = [r.strip("/") for r in runs] if len(runs) > 1 else [""]
+        problem = None if self._serving else site_dir_problem(  # serve builds into a fresh temporary folder
+            config.site_dir, [r for r in self.roots if not is_url(r)], config.docs_dir, base)
+        if problem:
+            raise PluginError(f"trajdocs: {problem}")
         self.prefix = self.config.path.strip("/")
         if not self.prefix or ".." in self.prefix.split("/"):
             raise PluginError("trajdocs: 'path' must be a folder name inside the site, e.g. 'runs'")
@@ -186,7 +192,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
-                                     asset_base="../" if config.use_directory_urls else "", base_dir=base)
+                                     asset_base="../" if config.use_directory_urls else "",
+                                     base_dir=os.path.normpath(os.path.join(base, os.path.expanduser(self.config.paths_relative_to))))
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
@@ -262,8 +269,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                            in_nav=not self.user_nav)
         for folder in empty_folders([r for r in roots if r], experiments):
             log.info(f"{folder}: no step files, skipped")
-        if not self.runs:
-            log.info(f"no step files found under {', '.join(self.roots)}")
+        for root in roots_without_steps(roots, experiments):  # training may not have written one yet
+            log.warning(no_steps_warning(root, self.roots[roots.index(root)]))
         self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
         self._add_page(files, config, self.prompts_uri, page_source("Recurring prompts", "Recurring prompts", True),
                        in_nav=not self.user_nav)
@@ -275,7 +282,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             log.info(f"new steps: {listed}")
         self._steps_seen = steps_now
         workers = f", {self.cache.by_workers} of them by worker processes" if self.cache.by_workers else ""
-        log.info(f"{len(self.runs)} experiments, {sum(len(r.summaries) for r in self.runs)} steps "
+        log.info(f"{counted(len(self.runs), 'experiment')}, {counted(sum(len(r.summaries) for r in self.runs), 'step')} "
                  f"({read} read{workers}, {cached} from cache) in {time.monotonic() - self._started:.1f} s")
         return files
 
@@ -469,8 +476,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
     def _experiment_facts(self, run: ExperimentRun) -> str:
         steps = run.summaries
         latest = latest_readable(steps)
-        facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {len(steps)} steps '
-                 f"({steps[0].step}–{steps[-1].step}) · {sum(s.trajectories for s in steps)} trajectories")
+        facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {counted(len(steps), "step")} '
+                 f"({steps[0].step}–{steps[-1].step}) · {counted(sum(s.trajectories for s in steps), 'trajectory', 'trajectories')}")
         if latest:
             facts += (f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}, "
                       f"high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}")
@@ -528,6 +535,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 log.warning(f"{path}: rendered page missing from the cache ({err}); rebuild")
         self.unfilled = []
         self.cache.prune()
+        mark_site(config.site_dir)
         self._report_size(config.site_dir)
 
     @event_priority(-100)  # after every plugin's post_build

@@ -19,7 +19,7 @@ from .charts import bar_chart
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
-from .text import DASH, attr, esc, fmt_number, fmt_ratio, needs_escape, unshowable
+from .text import DASH, attr, counted, esc, fmt_number, fmt_ratio, needs_escape, unshowable
 
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("scores", "Entropy score", True),
@@ -410,7 +410,7 @@ def step_pages(data: StepData, options: RenderOptions) -> list[list[list[Traject
 
 
 def step_summary_line(s: StepSummary) -> str:
-    return (f'<p class="td-step-summary">{s.trajectories} trajectories · mean reward '
+    return (f'<p class="td-step-summary">{counted(s.trajectories, "trajectory", "trajectories")} · mean reward '
             f'{fmt_number(s.mean_reward)} · mean response length {fmt_number(s.mean_response_length)} tokens · '
             f'high-entropy ratio {fmt_ratio(s.high_entropy_ratio)} · mean entropy {fmt_number(s.mean_entropy)}</p>')
 

@@ -70,3 +70,8 @@ def fmt_number(x: Union[float, int, None]) -> str:
 
 def fmt_ratio(x: Union[float, None]) -> str:
     return DASH if x is None else f"{100 * x:.1f}%"
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """'1 step', '2 steps' ('1 trajectory', '3 trajectories' with an explicit plural)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

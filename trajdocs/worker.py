@@ -3,12 +3,14 @@ cache, answers with its aggregates as one JSON line. Started by `cache.render_jo
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from .cache import job_from_json, json_bytes, render_job
 
 
 def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle; stdin closing ends this
     for line in sys.stdin:
         summary = render_job(job_from_json(line))
         sys.stdout.write(json_bytes(summary).decode() + "\n")
