@@ -1,6 +1,6 @@
 """Read + summarise + render one step file at most once per content, keeping results on disk.
 
-The cache maps (file path, size, mtime, format, code fingerprint) to the step's aggregates
+The cache maps (file path, size, mtime, ctime, inode, format, code fingerprint) to the step's aggregates
 (JSON), its rendered HTML fragments and its extras for the cross-step views. Only aggregates stay
 in memory across pages; fragments are read back when their page is written, and the written step
 pages are kept here too (hard links into the site) for rebuilds that produce them again. Deleting
@@ -48,9 +48,13 @@ FINGERPRINT = _fingerprint()
 
 
 def step_key(path: str, settings: str) -> str:
+    """The cache key of a step file: its path, size, modification and change times and inode, the
+    settings and the code. The change time (ctime) moves on every write and also when a tool sets
+    the modification time back (`touch -d`, `rsync -t`, `os.utime`), which size + mtime alone miss;
+    the inode changes when a file is replaced by another."""
     try:
         st = os.stat(path)
-        stamp = f"{st.st_size}\0{st.st_mtime_ns}"
+        stamp = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}"
     except OSError:
         stamp = "missing"
     raw = f"{os.path.abspath(path)}\0{stamp}\0{settings}\0{FINGERPRINT}"
@@ -62,7 +66,7 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions,
     """Read, summarise and render one step file: aggregates, page bodies, and the extras that
     experiment-wide views merge (forking tokens, prompt groups). With `render` false only the
     aggregates (the same ones). Never raises."""
-    data = read_step(path, fmt)
+    data = read_step(path, fmt, options.max_file_bytes)
     fragments: list[str] = []
     extras: dict = {}
     try:

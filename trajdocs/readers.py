@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import stat
 from itertools import repeat
 from operator import is_, itemgetter
 from typing import Any
@@ -73,21 +74,46 @@ def detect_format(path: str) -> str:
     return "verl" if path.endswith(".jsonl") else "lightrft"
 
 
-def read_step(path: str, fmt: str = "auto") -> StepData:
-    """Never raises: whatever goes wrong becomes a problem or the reason the file is unreadable."""
+MAX_FILE_BYTES = 2 * 2 ** 30  # default cap on a step file's size (the `max_file_mb` option)
+
+
+def read_step(path: str, fmt: str = "auto", max_bytes: int = MAX_FILE_BYTES) -> StepData:
+    """Never raises: whatever goes wrong becomes a problem or the reason the file is unreadable.
+    Only regular files of at most `max_bytes` are read (a FIFO would wait forever, a link to
+    /dev/zero never end)."""
     try:
-        return _read_step(path, fmt)
+        return _read_step(path, fmt, max_bytes)
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         return StepData(unreadable=f"could not be read ({type(err).__name__}: {err})")
 
 
-def _read_step(path: str, fmt: str) -> StepData:
+def read_regular_file(path: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; ValueError (saying why) for anything
+    else, found without waiting (a FIFO opens without blocking) or reading past the cap."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file (a FIFO, device or socket): not read")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{st.st_size / 2 ** 20:,.0f} MB, over the {max_bytes / 2 ** 20:,.0f} MB "
+                             "size cap (the trajdocs option `max_file_mb`): not read")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"grew past the {max_bytes / 2 ** 20:,.0f} MB size cap (the trajdocs option "
+                         "`max_file_mb`) while being read: not read")
+    return data
+
+
+def _read_step(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES) -> StepData:
     result = StepData()
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path, max_bytes)
     except OSError as err:
         result.unreadable = f"cannot read file: {err.strerror or err}"
+        return result
+    except ValueError as err:
+        result.unreadable = str(err)
         return result
     if not data.strip():
         result.unreadable = "empty file (the trainer may not have written it yet)"

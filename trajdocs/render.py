@@ -36,9 +36,11 @@ class RenderOptions:
     max_tokens: int = 3000  # tokens shown before "show all"; the rest is in the page, one click away
     asset_base: str = "../"  # from a step page to its experiment folder
     base_dir: str = ""  # paths shown on pages are relative to this folder (mkdocs.yml's)
+    max_file_bytes: int = 2 * 2 ** 30  # step files larger than this are not read
+    max_text: int = 1_000_000  # characters of one text shown on a page; the full text is downloadable
 
     def key(self) -> str:
-        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}"
+        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}|{self.max_file_bytes}|{self.max_text}"
 
     def shown_path(self, path: str) -> str:
         """A file's path as pages show it: never the build machine's absolute path."""

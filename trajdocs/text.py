@@ -70,3 +70,12 @@ def fmt_number(x: Union[float, int, None]) -> str:
 
 def fmt_ratio(x: Union[float, None]) -> str:
     return DASH if x is None else f"{100 * x:.1f}%"
+
+
+def shown_name(text: str) -> str:
+    """A file or folder name for a terminal or log line: control characters, lone surrogates (bytes
+    that are not UTF-8 in a name) and other unprintable characters escaped as in Python's repr, so
+    a name can neither split a line nor send raw bytes to the terminal; printable names unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] if ch != "'" else ch for ch in text)
