@@ -28,11 +28,11 @@ import orjson
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import loads, read_step
-from .render import RenderOptions, step_fragments, step_pages
+from .render import RenderOptions, long_texts, step_fragments, step_pages
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
 from .text import esc
 
-ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
 _CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
 
 
@@ -62,16 +62,19 @@ def step_key(path: str, settings: str) -> str:
 
 
 def render_step(step: int, path: str, fmt: str, options: RenderOptions,
-                render: bool = True) -> tuple[StepSummary, list[str], dict]:
-    """Read, summarise and render one step file: aggregates, page bodies, and the extras that
-    experiment-wide views merge (forking tokens, prompt groups). With `render` false only the
-    aggregates (the same ones). Never raises."""
+                render: bool = True) -> tuple[StepSummary, list[str], dict, dict[str, str]]:
+    """Read, summarise and render one step file: aggregates, page bodies, the extras that
+    experiment-wide views merge (forking tokens, prompt groups), and the texts the pages show cut.
+    With `render` false only the aggregates (the same ones) and the cut texts. Never raises."""
     data = read_step(path, fmt, options.max_file_bytes)
     fragments: list[str] = []
     extras: dict = {}
+    texts: dict[str, str] = {}
     try:
         stats = trajectory_table(data.trajectories)
         summary = summarize_step(step, data, stats)
+        texts = long_texts(data, options)
+        summary.cut_texts = len(texts)
         if render:
             page_of: dict[int, int] = {}
             fragments = step_fragments(data, summary, path, options, page_of, stats)
@@ -80,10 +83,10 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions,
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
         fragments = [f'<div class="td-step"><p>{esc(summary.unreadable or "")}</p></div>']
-        extras = {}
+        extras, texts = {}, {}
         summary.pages = 1
     summary.images = sorted({rel for t in data.trajectories for rel in t.image_files})
-    return summary, fragments, extras
+    return summary, fragments, extras, texts
 
 
 def json_bytes(value: object) -> bytes:
@@ -111,6 +114,10 @@ def extras_file(folder: Path, key: str) -> Path:
     return folder / f"{key}.extra.json"
 
 
+def texts_file(folder: Path, key: str) -> Path:
+    return folder / f"{key}.texts.json"
+
+
 def fragment_file(folder: Path, key: str, page: int = 1) -> Path:
     return folder / (f"{key}.html" if page == 1 else f"{key}-{page}.html")
 
@@ -136,10 +143,12 @@ def job_from_json(line: str) -> Job:
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    summary, fragments, extras = render_step(job.step, job.path, job.fmt, job.options, job.render)
+    summary, fragments, extras, texts = render_step(job.step, job.path, job.fmt, job.options, job.render)
+    folder = Path(job.folder)
+    if texts:  # also when only summarising: the site copies it before the pages are rendered
+        _write_atomic(texts_file(folder, job.key), json_bytes(texts))
     if not job.render:
         return summary
-    folder = Path(job.folder)
     for page, fragment in enumerate(fragments, 1):
         _write_atomic(fragment_file(folder, job.key, page), fragment)
     _write_atomic(extras_file(folder, job.key), json_bytes(extras))
@@ -205,6 +214,9 @@ class StepCache:
     def fragment_file(self, key: str, page: int = 1) -> Path:
         return fragment_file(self.folder, key, page)
 
+    def texts_file(self, key: str) -> Path:
+        return texts_file(self.folder, key)
+
     def extras(self, key: str) -> dict:
         try:
             return loads(extras_file(self.folder, key).read_bytes())
@@ -219,7 +231,8 @@ class StepCache:
             summary = StepSummary(**loads(summary_file.read_bytes()))
         except (OSError, ValueError, TypeError):
             return None  # missing or damaged: rebuilt by the caller
-        if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)):
+        if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)) \
+                and (not summary.cut_texts or texts_file(self.folder, key).exists()):
             return summary
         return None
 

@@ -314,6 +314,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             run.keys.append(key)
             run.step_uris.append(self._step_uri(exp, step.step, 1))
             images.update(summary.images)
+            if summary.cut_texts:
+                assert self.cache is not None
+                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/texts/step-{step.step}.json",
+                                            abs_src_path=str(self.cache.texts_file(key))))
             for page in range(1, summary.pages + 1):
                 self.step_pages[self._step_uri(exp, step.step, page)] = StepPage(run, position, key, page)
                 title = f"Step {step.step} · {title_text(exp.name)}"
