@@ -187,3 +187,173 @@ def test_nested_experiments_never_share_a_url(tmp_path):
                 assert up == name, (name, href, up)
             csv = page_at(site, page, "steps.csv")
             assert csv.is_file() and csv.read_text().startswith("step,"), name
+
+
+# --- huge texts and the size report ---------------------------------------------------------
+
+def test_one_enormous_token_is_cut_on_pages_and_published_whole(tmp_path, warnings_logged):
+    huge = "Z" * (3 * 2 ** 20) + "END"
+    tokens = [tok("Let", True, 2.0), tok(huge, True, 3.0), tok(" go")]
+    records = [trajectory(1, 0, tokens, reward=1.0), trajectory(1, 1, [tok(huge, True, 1.0)], reward=0.0)]
+    write_step(tmp_path / "results", "exp", 1, records)
+    site = build_site(tmp_path, plugin={"runs": "results", "file_limit_mb": 2, "max_text_chars": 5000})
+    step = site / "runs" / "exp" / "step-1" / "index.html"
+    experiment = site / "runs" / "exp" / "index.html"
+    assert step.stat().st_size < 200_000 and experiment.stat().st_size < 200_000
+    html = read(step)
+    assert 'data-cut="3145731"' in html and "Z" * 1000 + "</i>" in html and "END" not in html
+    assert "Cut: the first 5,000 of 3,145,738 characters are shown" in html  # generated_text, written out cut
+    texts = json.loads((site / "runs" / "exp" / "texts" / "step-1.json").read_text())
+    assert texts["trajectory 0 token 1"] == huge and texts["trajectory 1 token 0"] == huge
+    assert texts["trajectory 0 pure_generated_text"] == "Let" + huge + " go"
+    assert 'href="../texts/step-1.json" download' in html
+    assert "more characters)" in read(experiment) and "END" not in read(experiment)
+    over = [m for m in warnings_logged if "over the 2 MB per-file limit" in m]
+    assert len(over) == 1 and "texts/step-1.json" in over[0]
+    assert not any("near the 2 MB" in m for m in warnings_logged)
+    with pytest.raises(Abort):
+        build_site(tmp_path, strict=True, plugin={"runs": "results", "file_limit_mb": 2, "max_text_chars": 5000})
+
+
+def test_size_report_names_every_file_over_the_limit(tmp_path, warnings_logged):
+    for name in ("a", "b"):
+        write_step(tmp_path / "results", name, 1, [trajectory(1, 0, [tok("x" * 900) for _ in range(700)])])
+    build_site(tmp_path, plugin={"runs": "results", "file_limit_mb": 0.3})
+    over = [m for m in warnings_logged if "over the 0.3 MB per-file limit" in m]
+    assert len(over) == 1 and "runs/a/step-1/index.html" in over[0] and "runs/b/step-1/index.html" in over[0]
+
+
+# --- cache, odd names, odd bytes -------------------------------------------------------------
+
+def test_an_edit_that_keeps_size_and_mtime_is_not_served_from_the_cache(tmp_path):
+    write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, [tok("alpha", True, 1.0)])])
+    path = tmp_path / "results" / "exp" / "trajectories" / "trajectories_step_1.json"
+    site = build_site(tmp_path)
+    assert "alpha" in read(site / "runs" / "exp" / "step-1" / "index.html")
+    before = path.stat()
+    path.write_text(path.read_text().replace("alpha", "omega"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as rsync -t or a checkpoint sync leaves it
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    html = read(build_site(tmp_path) / "runs" / "exp" / "step-1" / "index.html")
+    assert "omega" in html and "alpha" not in html
+
+
+def test_step_file_names_with_newlines_are_read_or_named(tmp_path, warnings_logged):
+    folder = tmp_path / "results" / "exp" / "trajectories"
+    simple_run(tmp_path / "results", "exp", [1])
+    record = json.dumps([trajectory(2, 0, [tok("x")])])
+    (folder / "traj\nectories_step_2.json").write_text(record)  # a prefix with a newline: read
+    (folder / "trajectories_step_3.json\n").write_text(record)  # no step file name: named, skipped
+    build_site(tmp_path)
+    assert any("trajectories_step_3.json\\n: a step file name with a control character" in m
+               for m in warnings_logged), warnings_logged
+    assert (tmp_path / "site" / "runs" / "exp-traj-ectories" / "step-2" / "index.html").exists()
+    result = subprocess.run([sys.executable, "-m", "trajdocs", "check", str(tmp_path / "results")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "exp [traj\\nectories]: 1 steps" in result.stdout
+    assert "trajectories_step_3.json\\n: a step file name" in result.stdout
+    assert all(line.startswith(("exp", "  ", "/", "1 ", "2 ", "3 ")) or "experiments" in line
+               for line in result.stdout.splitlines()), result.stdout
+
+
+@pytest.mark.parametrize("order", [("7", "007"), ("007", "7"), ("07", "007")])
+def test_two_files_for_one_step_are_named_and_one_is_chosen_by_rule(tmp_path, warnings_logged, order):
+    folder = tmp_path / "results" / "exp" / "trajectories"
+    folder.mkdir(parents=True)
+    for digits in order:  # written in this order: directory order must not matter
+        (folder / f"trajectories_step_{digits}.json").write_text(json.dumps([trajectory(7, 0, [tok(f"from-{digits}")])]))
+    html = read(build_site(tmp_path) / "runs" / "exp" / "step-7" / "index.html")
+    winner = "7" if "7" in order else "007"  # the number without leading zeros, else the first name
+    assert f"from-{winner}" in html and sum(f"from-{d}<" in html for d in order) == 1
+    (message,) = [m for m in warnings_logged if "more than one file" in m]
+    assert all(f"trajectories_step_{d}.json" in message for d in order)
+    assert f"shown: trajectories_step_{winner}.json" in message
+
+
+def test_check_prints_folder_names_escaped(tmp_path):
+    simple_run(tmp_path / "results", "line\nbreak\x1b[31m", [1])
+    result = subprocess.run([sys.executable, "-m", "trajdocs", "check", str(tmp_path / "results")],
+                            capture_output=True, timeout=120)
+    assert b"\x1b" not in result.stdout
+    assert b"line\\nbreak\\x1b[31m: 1 steps" in result.stdout
+    assert len(result.stdout.splitlines()) == 2 and result.returncode == 0
+
+
+def test_a_bad_byte_shows_the_step_and_names_the_byte(tmp_path, warnings_logged):
+    path = write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, [tok("caf"), tok("é", True, 2.0)])])
+    path.write_bytes(path.read_bytes().replace("é".encode(), b"\xe9"))  # one Latin-1 byte
+    verl = tmp_path / "results" / "v"
+    verl.mkdir()
+    line = json.dumps({"input": "q", "output": "ok", "score": 1.0})
+    (verl / "1.jsonl").write_bytes((line + "\n" + line.replace("ok", "o\xe9k") + "\n").encode("latin-1"))
+    (verl / "2.jsonl").write_bytes((line + "\n" + line + "\n").encode("utf-16"))
+    (verl / "3.jsonl").write_bytes(line.encode() + b"\n" + ("\ufeff" + line + "\n" + line).encode("utf-16-le"))
+    site = build_site(tmp_path)
+    html = read(site / "runs" / "exp" / "step-1" / "index.html")
+    assert "caf\ufffd" in html.replace("<i>", "").replace("</i>", "").replace('<i class="h" data-e="2">', "")
+    assert any("trajectories_step_1.json" in m and re.search(r"byte \d+ \(line \d+\) and any further", m)
+               for m in warnings_logged), warnings_logged
+    assert "o\ufffdk" in read(site / "runs" / "v" / "step-1" / "index.html")
+    assert any("1.jsonl: line 2: byte" in m for m in warnings_logged)
+    assert read(site / "runs" / "v" / "step-2" / "index.html").count('class="td-traj"') == 2
+    assert any("2.jsonl: the file is UTF-16 text" in m for m in warnings_logged)
+    assert any("3.jsonl: line 3: UTF-16 text" in m for m in warnings_logged), warnings_logged
+    assert not any("codec" in m for m in warnings_logged)
+
+
+# --- hostile text, in a real browser -------------------------------------------------------------
+
+HOSTILE = ['<script>window.__xss="script"</script>', '<img src=x onerror="window.__xss=\'img\'">',
+           '"><svg onload="window.__xss=\'svg\'">', "'><svg/onload=window.__xss='svg2'>",
+           "{{ 7*7 }}{{ config }}", "{% raw %}{% include 'x' %}", "[link](javascript:window.__xss='md')",
+           "<a href=\"javascript:window.__xss='a'\">a</a>", "</textarea><textarea>", "</pre></details></code>",
+           "<!--", "]]>", "<style>body{display:none}</style>", "&lt;b&gt;&amp;"]
+NAME_SAFE = [h.replace("/", "|") for h in HOSTILE]  # a file name cannot hold "/"
+
+
+@pytest.mark.browser
+def test_hostile_text_everywhere_stays_text_in_the_browser(page, tmp_path, serve):
+    text = "".join(HOSTILE)
+    prompt = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+    for step in (1, 2):  # the prompt recurs: it is on the prompts page too
+        tokens = [tok(h, i % 2 == 0, 1.0 + i) for i, h in enumerate(HOSTILE)]
+        records = [trajectory(step, i, tokens, reward=float(i), label=text, **{h: h for h in HOSTILE},
+                              info={"reward": float(i), text: text, "reward_metrics": {h: 1 for h in HOSTILE}},
+                              full_sequence=prompt + "".join(HOSTILE)) for i in range(2)]
+        for folder, prefix in ((NAME_SAFE[1] + NAME_SAFE[2], "trajectories"), ("two", NAME_SAFE[0]),
+                               ("two", "trajectories")):
+            write_step(tmp_path / "results", folder, step, records, prefix=prefix)
+        verl = tmp_path / "results" / (NAME_SAFE[6] + NAME_SAFE[4])
+        verl.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps({"input": prompt, "output": text, "score": float(i), text: text}) for i in range(2)]
+        (verl / f"{step}.jsonl").write_text("\n".join(lines) + "\n")
+    site = build_site(tmp_path)
+    base = serve(site)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    overview_links = re.findall(r'<td><a href="([^"]+)">', read(site / "runs" / "index.html"))
+    experiments = ["runs/" + href for href in dict.fromkeys(overview_links)]
+    assert len(experiments) == 4, experiments
+    pages = ["runs/", "runs/prompts/"] + experiments + [e + "step-1/" for e in experiments] + [e + "step-2/" for e in experiments]
+    for path in pages:
+        page.goto(base + path)
+        page.wait_for_load_state("load")
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        for box in page.locator(".td-controls input[type=checkbox]").all():
+            box.check()  # generated_text and pure_generated_text built from the tokens, shown
+        for token in page.locator(".td-tokens i").all()[:12]:
+            token.hover()
+        page.wait_for_timeout(50)
+        assert page.evaluate("window.__xss") is None, path
+        injected = page.evaluate("""() => [...document.querySelectorAll(
+            '[onerror], [onload], textarea, a[href^="javascript"], '
+            + 'article style, article img[src="x"], .md-content script')].map(e => e.outerHTML.slice(0, 80))""")
+        assert injected == [], (path, injected)
+        assert dialogs == [] and page.errors == [], (path, dialogs, page.errors)
+        body = page.locator(".md-content").inner_text()
+        assert "{{ 7*7 }}" in body and "49" not in body.replace("1.49", ""), path  # no template ran
+    page.goto(base + experiments[0] + "step-1/")
+    assert HOSTILE[1] in page.locator(".td-tokens").first.inner_text()
+    assert page.locator(".td-meta dt", has_text=HOSTILE[0]).count() >= 1
