@@ -279,7 +279,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                            page_source(title_text(run.exp.name), markdown_text(run.exp.name), True),
                            in_nav=not self.user_nav)
         for folder in empty_folders([r for r in roots if r], experiments):
-            log.info(f"{folder}: no step files, skipped")
+            log.info(f"{shown_name(folder)}: no step files, skipped")
         if not self.runs:
             log.info(f"no step files found under {', '.join(self.roots)}")
         self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
@@ -307,9 +307,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         images: set[str] = set()
         for position, (step, (key, summary, _)) in enumerate(zip(exp.steps, results)):
             if summary.unreadable:
-                log.warning(f"{step.path}: unreadable: {summary.unreadable}")
+                log.warning(f"{shown_name(step.path)}: unreadable: {summary.unreadable}")
             for problem in summary.problems:
-                log.warning(f"{step.path}: {problem}")
+                log.warning(f"{shown_name(step.path)}: {problem}")
             run.summaries.append(summary)
             run.keys.append(key)
             run.step_uris.append(self._step_uri(exp, step.step, 1))
@@ -543,7 +543,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 if summary is not None and summary != run.summaries[position]:
                     run.summaries[position] = summary
                     if summary.unreadable:
-                        log.warning(f"{run.exp.steps[position].path}: unreadable: {summary.unreadable}")
+                        log.warning(f"{shown_name(run.exp.steps[position].path)}: unreadable: {summary.unreadable}")
 
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
         uri = page.file.src_uri
