@@ -149,24 +149,28 @@ def step_order(step: StepFile) -> tuple:
 
 
 RESERVED_SLUGS = {"prompts"}  # site pages next to the experiments
-# Names trajdocs gives its own pages and files inside an experiment's folder (index.md, step-<N>.md,
-# step-<N>-<P>.md, steps.csv, steps.json, files/, texts/) and next to the experiments (index.md,
-# prompts.md), as sources or as written (step-<N>/index.html, step-<N>.html): a folder segment
-# spelled like one gets a "_" appended, so a nested experiment (`a/step-1` beside `a`) never
-# shares a URL with another experiment's pages.
-GENERATED_SEGMENT = re.compile(r"steps?[-.].*|files|texts|index\..*|prompts\..*", re.S)
+# Names trajdocs gives its own pages and files inside an experiment's folder (index.md,
+# step-<N>.md, step-<N>-<P>.md, steps.csv, steps.json, files/, texts/), as sources or as written
+# (step-<N>/index.html, step-<N>.html, index.html), and next to the experiments (index.md,
+# prompts.md): a folder spelled like one gets a "_" appended in its slug, so a nested experiment
+# (`a/step-1` beside `a`) never shares a URL with another experiment's pages.
+GENERATED_INSIDE = re.compile(r"step-\d+(?:-\d+)?(?:\..*)?|steps\..*|files|texts|index\..*", re.S)
+GENERATED_NEXT = re.compile(r"index\..*|prompts\..*", re.S)
 
 
-def _own_segment(segment: str) -> str:
-    """A slug segment, or its last segment when given a path, out of the generated names."""
-    last = segment.rsplit("/", 1)[-1]
-    return segment + "_" if GENERATED_SEGMENT.fullmatch(last) else segment
+def _own_segment(path: str) -> str:
+    """A slug whose last segment is moved out of the generated names (see GENERATED_INSIDE)."""
+    last = path.rsplit("/", 1)[-1]
+    generated = GENERATED_INSIDE if "/" in path else GENERATED_NEXT
+    return path + "_" if generated.fullmatch(last) else path
 
 
 def _assign_slugs(experiments: list[Experiment]) -> None:
     taken: set[str] = set(RESERVED_SLUGS)
     for exp in experiments:
-        slug = base = "/".join(map(_own_segment, slugify(exp.name).split("/")))
+        segments = slugify(exp.name).split("/")
+        slug = base = "/".join(_own_segment("/".join(segments[:i + 1])).rsplit("/", 1)[-1]
+                               for i in range(len(segments)))
         n = 2
         while slug in taken:
             slug, n = _own_segment(f"{base}-{n}"), n + 1  # "a/step" twice must not become "a/step-2"
