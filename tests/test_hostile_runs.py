@@ -73,6 +73,7 @@ def test_check_reports_links_out(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "trajectories_step_2.json: links to" in result.stdout and "outside the runs folder" in result.stdout
+    assert "images/leak.png: links to" in result.stdout and "linked/passwd: links to" in result.stdout
     assert SECRET not in result.stdout
 
 
@@ -154,7 +155,7 @@ def page_at(site: Path, page: Path, href: str) -> Path:
 
 
 NESTED = ["a", "a/step-1", "a/step-2-2", "a/files", "a/texts", "a/steps.json", "b", "b/steps.csv",
-          "b/index.html", "step", "c/step", "c/step_"]
+          "b/index.html", "step", "c/step", "c/step_", "step-by-step", "a/step-1_"]
 
 
 def test_nested_experiments_never_share_a_url(tmp_path):
@@ -187,6 +188,29 @@ def test_nested_experiments_never_share_a_url(tmp_path):
                 assert up == name, (name, href, up)
             csv = page_at(site, page, "steps.csv")
             assert csv.is_file() and csv.read_text().startswith("step,"), name
+    assert (site / "runs" / "step-by-step" / "index.html").is_file()  # a name unlike a generated one keeps its URL
+
+
+def test_colliding_generated_files_stop_the_build(tmp_path):
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import PluginError
+    from mkdocs.structure.files import File, Files
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "mkdocs.yml").write_text("site_name: x\nplugins: [trajdocs]\n")
+    config = load_config(str(tmp_path / "mkdocs.yml"))
+    plugin = config.plugins["trajdocs"]
+    plugin.prefix = "runs"
+    config.plugins._current_plugin = "trajdocs"  # as during a build event
+
+    def files(*uris: str) -> Files:
+        return Files([File.generated(config, uri, content="x") for uri in uris])
+
+    plugin._check_collisions(files("runs/a/index.md", "runs/a/step-1.md", "runs/a/step-1_/index.md", "runs/a/steps.csv"))
+    with pytest.raises(PluginError, match="collide"):  # both written to runs/a/step-1/index.html
+        plugin._check_collisions(files("runs/a/index.md", "runs/a/step-1.md", "runs/a/step-1/index.md"))
+    with pytest.raises(PluginError, match="collide"):  # a file where a folder must go
+        plugin._check_collisions(files("runs/b/steps.csv", "runs/b/steps.csv/index.md"))
 
 
 # --- huge texts and the size report ---------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .discover import duplicate_steps, find_experiments
+from .discover import duplicate_steps, find_experiments, inside
 from .readers import detect_format, read_step
 from .text import shown_name
 
@@ -24,6 +24,7 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
         out(message)
     problems += len(skipped)
     steps = 0
+    roots_real = [os.path.realpath(p) for p in paths if p not in missing]
     for exp in experiments:
         formats = sorted({fmt if fmt != "auto" else detect_format(s.path) for s in exp.steps})
         numbers = [s.step for s in exp.steps]
@@ -42,5 +43,11 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
             for problem in data.problems:
                 out(f"  {shown_name(step.path)}: {shown_name(problem)}")
                 problems += 1
+            for rel in sorted({rel for t in data.trajectories for rel in t.image_files}):
+                image = os.path.join(os.path.dirname(step.path), rel)
+                real = os.path.realpath(image)
+                if not inside(real, roots_real):
+                    out(f"  {shown_name(image)}: links to {shown_name(real)}, outside the runs folder: not published")
+                    problems += 1
     out(f"{len(experiments)} experiments, {steps} step files, {problems} problem{'s' if problems != 1 else ''}")
     return problems
