@@ -231,7 +231,7 @@ def test_one_enormous_token_is_cut_on_pages_and_published_whole(tmp_path, warnin
     assert texts["trajectory 0 token 1"] == huge and texts["trajectory 1 token 0"] == huge
     assert texts["trajectory 0 pure_generated_text"] == "Let" + huge + " go"
     assert 'href="../texts/step-1.json" download' in html
-    assert "more characters)" in read(experiment) and "END" not in read(experiment)
+    assert "(cut: the whole token is in its steps' long texts)" in read(experiment) and "END" not in read(experiment)
     over = [m for m in warnings_logged if "over the 2 MB per-file limit" in m]
     assert len(over) == 1 and "texts/step-1.json" in over[0]
     assert not any("near the 2 MB" in m for m in warnings_logged)

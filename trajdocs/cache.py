@@ -28,7 +28,7 @@ import orjson
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import loads, read_step
-from .render import RenderOptions, long_texts, step_fragments, step_pages
+from .render import TOKEN_CHARS, RenderOptions, long_texts, step_fragments, step_pages
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
 from .text import esc
 
@@ -78,7 +78,8 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions,
         if render:
             page_of: dict[int, int] = {}
             fragments = step_fragments(data, summary, path, options, page_of, stats)
-            extras = {"forking": forking_tokens(data.trajectories), "prompts": prompt_groups(data.trajectories, page_of)}
+            extras = {"forking": cut_keys(forking_tokens(data.trajectories)),
+                      "prompts": prompt_groups(data.trajectories, page_of)}
         summary.pages = len(fragments) if render else len(step_pages(data, options))
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
@@ -87,6 +88,20 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions,
         summary.pages = 1
     summary.images = sorted({rel for t in data.trajectories for rel in t.image_files})
     return summary, fragments, extras, texts
+
+
+def cut_keys(forking: dict[str, list]) -> dict[str, list]:
+    """Forking-token rows with a token over TOKEN_CHARS characters keyed by its first TOKEN_CHARS
+    characters and a hash of the whole (tokens stay apart), so that one enormous token does not
+    fill the cache and every merge of the experiment's views."""
+    if all(len(text) <= TOKEN_CHARS for text in forking):
+        return forking
+    cut = {}
+    for text, row in forking.items():
+        if len(text) > TOKEN_CHARS:
+            text = f"{text[:TOKEN_CHARS]}…{hashlib.sha1(text.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+        cut[text] = row
+    return cut
 
 
 def json_bytes(value: object) -> bytes:

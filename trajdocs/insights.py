@@ -170,8 +170,8 @@ class ForkingTally:
             share = flagged / occ if occ else None
             mean = score_sum / scored if scored else None
             shown = esc(text[:FORKING_CHARS]) if text else '<span class="td-null">(whitespace)</span>'
-            if len(text) > FORKING_CHARS:  # the whole token is in its step's long texts
-                shown += f'<span class="td-null">… ({len(text) - FORKING_CHARS:,} more characters)</span>'
+            if len(text) > FORKING_CHARS:  # the whole token is in its steps' long texts (texts/step-<N>.json)
+                shown += '<span class="td-null">… (cut: the whole token is in its steps\' long texts)</span>'
             rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'
                         f'<td data-sort="{occ}">{occ}</td><td data-sort="{_sort(share)}">{fmt_ratio(share)}</td>'
                         f'<td data-sort="{_sort(mean)}">{fmt_number(mean)}</td>'
