@@ -278,8 +278,7 @@ def test_step_file_names_with_newlines_are_read_or_named(tmp_path, warnings_logg
     assert result.returncode == 1
     assert "exp [traj\\nectories]: 1 steps" in result.stdout
     assert "trajectories_step_3.json\\n: a step file name" in result.stdout
-    assert all(line.startswith(("exp", "  ", "/", "1 ", "2 ", "3 ")) or "experiments" in line
-               for line in result.stdout.splitlines()), result.stdout
+    assert not re.search(r"^(ectories|: |\])", result.stdout, re.M), result.stdout  # no name split over lines
 
 
 @pytest.mark.parametrize("order", [("7", "007"), ("007", "7"), ("07", "007")])
@@ -360,7 +359,7 @@ def test_hostile_text_everywhere_stays_text_in_the_browser(page, tmp_path, serve
     overview_links = re.findall(r'<td><a href="([^"]+)">', read(site / "runs" / "index.html"))
     experiments = ["runs/" + href for href in dict.fromkeys(overview_links)]
     assert len(experiments) == 4, experiments
-    pages = ["runs/", "runs/prompts/"] + experiments + [e + "step-1/" for e in experiments] + [e + "step-2/" for e in experiments]
+    pages = ["runs/", "runs/prompts/"] + [e + sub for e in experiments for sub in ("", "step-1/", "step-2/")]
     for path in pages:
         page.goto(base + path)
         page.wait_for_load_state("load")
@@ -376,8 +375,7 @@ def test_hostile_text_everywhere_stays_text_in_the_browser(page, tmp_path, serve
             + 'article style, article img[src="x"], .md-content script')].map(e => e.outerHTML.slice(0, 80))""")
         assert injected == [], (path, injected)
         assert dialogs == [] and page.errors == [], (path, dialogs, page.errors)
-        body = page.locator(".md-content").inner_text()
-        assert "{{ 7*7 }}" in body and "49" not in body.replace("1.49", ""), path  # no template ran
+        assert "{{ 7*7 }}" in page.locator(".md-content").inner_text(), path  # shown as written: no template ran
     page.goto(base + experiments[0] + "step-1/")
     assert HOSTILE[1] in page.locator(".td-tokens").first.inner_text()
     assert page.locator(".td-meta dt", has_text=HOSTILE[0]).count() >= 1
