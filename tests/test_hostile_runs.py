@@ -379,3 +379,18 @@ def test_hostile_text_everywhere_stays_text_in_the_browser(page, tmp_path, serve
     page.goto(base + experiments[0] + "step-1/")
     assert HOSTILE[1] in page.locator(".td-tokens").first.inner_text()
     assert page.locator(".td-meta dt", has_text=HOSTILE[0]).count() >= 1
+
+
+@pytest.mark.browser
+def test_a_cut_token_says_so_on_hover(page, tmp_path, serve):
+    write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, [tok("a"), tok("Q" * 5000, True, 2.0), tok("b")])])
+    site = build_site(tmp_path)
+    page.goto(serve(site) + "runs/exp/step-1/")
+    token = page.locator(".td-tokens i[data-cut]")
+    assert token.inner_text() == "Q" * 1000
+    token.hover()
+    assert "the first 1,000 of 5,000 characters shown" in page.locator(".td-tip").inner_text()
+    href = page.locator(".td-cut-texts a").get_attribute("href")  # Material makes links absolute
+    assert href.endswith("/runs/exp/texts/step-1.json")
+    assert page.request.get(href).json()["trajectory 0 token 1"] == "Q" * 5000  # the whole token, one click away
+    assert page.errors == []
