@@ -175,6 +175,10 @@ def test_nested_experiments_never_share_a_url(tmp_path):
             if "runs" in target.parts and target.exists() and "td-steps" in read(target):
                 names[parsed(target).h1.strip()] = target
         assert set(names) >= set(NESTED) | {"c/step/trajectories/x"}, sorted(names)
+        nav = re.findall(r'<a href="([^"]*)" class="md-nav__link[^"]*"[^>]*>(.*?)</a>', read(overview), re.S)
+        nav = {re.sub(r"<[^>]+>|\s+", " ", title).strip(): href for href, title in nav}
+        for name in NESTED:  # the nav entry of each experiment leads to its own page
+            assert parsed(page_at(site, overview, nav[name])).h1.strip() == name, (name, nav[name])
         assert len(set(names.values())) == len(names)
         for name, page in names.items():
             table = steps_table(read(page))
