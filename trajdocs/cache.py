@@ -62,14 +62,14 @@ def step_key(path: str, settings: str) -> str:
 
 
 def render_step(step: int, path: str, fmt: str, options: RenderOptions,
-                render: bool = True) -> tuple[StepSummary, list[str], dict, dict[str, str]]:
+                render: bool = True) -> tuple[StepSummary, list[str], dict, dict]:
     """Read, summarise and render one step file: aggregates, page bodies, the extras that
     experiment-wide views merge (forking tokens, prompt groups), and the texts the pages show cut.
     With `render` false only the aggregates (the same ones) and the cut texts. Never raises."""
     data = read_step(path, fmt, options.max_file_bytes)
     fragments: list[str] = []
     extras: dict = {}
-    texts: dict[str, str] = {}
+    texts: dict = {}
     try:
         stats = trajectory_table(data.trajectories)
         summary = summarize_step(step, data, stats)

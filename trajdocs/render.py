@@ -71,22 +71,31 @@ TOKEN_SEP = "\x1f\x1e"  # joins token texts to escape them in one pass; never in
 TOKEN_CHARS = 1000  # a token text longer than this is cut on pages (a real token has a few characters)
 
 
-def long_texts(data: StepData, options: "RenderOptions") -> dict[str, str]:
+def long_texts(data: StepData, options: "RenderOptions") -> dict[str, Union[str, dict]]:
     """The texts of a step that pages show cut, by where they are ("trajectory 3 token 17",
     "trajectory 3 pure_generated_text", ...): tokens longer than TOKEN_CHARS, other texts longer
-    than `options.max_text`. Published whole next to the step page."""
-    out: dict[str, str] = {}
+    than `options.max_text`. Published whole next to the step page; a text equal to one listed
+    before (a prompt shared by a group) is {"same as": that place}."""
+    out: dict[str, Union[str, dict]] = {}
+    first: dict[str, str] = {}
     limit = options.max_text
+
+    def add(place: str, text: str) -> None:
+        seen = first.setdefault(text, place)
+        out[place] = text if seen == place else {"same as": seen}
+
     for t in data.trajectories:
         if t.tokens is not None and t.tokens.texts and max(map(len, t.tokens.texts)) > TOKEN_CHARS:
-            out.update((f"trajectory {t.index} token {i}", text) for i, text in enumerate(t.tokens.texts)
-                       if len(text) > TOKEN_CHARS)
+            for i, text in enumerate(t.tokens.texts):
+                if len(text) > TOKEN_CHARS:
+                    add(f"trajectory {t.index} token {i}", text)
         for name in ("prompt", "full_sequence", "generated_text", "pure_generated_text"):
             value = getattr(t, name)
-            if value is not None and len(value) > limit:
-                out[f"trajectory {t.index} {name}"] = value
-        out.update((f"trajectory {t.index} metadata {key}", value) for key, value in t.metadata.items()
-                   if isinstance(value, str) and len(value) > limit)
+            if value is not None and len(value) > limit and (name != "full_sequence" or t.prompt is None):
+                add(f"trajectory {t.index} {name}", value)
+        for key, value in t.metadata.items():
+            if isinstance(value, str) and len(value) > limit:
+                add(f"trajectory {t.index} metadata {key}", value)
     return out
 
 
