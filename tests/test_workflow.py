@@ -58,7 +58,7 @@ def test_size_report_warns_near_the_limits(tmp_path, warnings_logged):
     build_site(tmp_path)
     assert not [m for m in warnings_logged if "limit" in m]
     build_site(tmp_path, plugin={"runs": "results", "size_limit_mb": 0.2, "file_limit_mb": 0.01})
-    assert any("near the 0.2 MB limit" in m and "trajectories_per_page" in m for m in warnings_logged), warnings_logged
+    assert any("over the 0.2 MB limit" in m and "trajectories_per_page" in m for m in warnings_logged), warnings_logged
     assert any("per-file limit" in m for m in warnings_logged)
     with pytest.raises(Abort):
         build_site(tmp_path, plugin={"runs": "results", "size_limit_mb": 0.2}, strict=True)

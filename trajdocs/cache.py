@@ -1,6 +1,6 @@
 """Read + summarise + render one step file at most once per content, keeping results on disk.
 
-The cache maps (file path, size, mtime, format, code fingerprint) to the step's aggregates
+The cache maps (file path, size, mtime, ctime, inode, format, code fingerprint) to the step's aggregates
 (JSON), its rendered HTML fragments and its extras for the cross-step views. Only aggregates stay
 in memory across pages; fragments are read back when their page is written, and the written step
 pages are kept here too (hard links into the site) for rebuilds that produce them again. Deleting
@@ -28,11 +28,11 @@ import orjson
 from . import __version__
 from .model import StepData, StepSummary
 from .readers import loads, read_step
-from .render import RenderOptions, step_fragments, step_pages
+from .render import TOKEN_CHARS, RenderOptions, long_texts, step_fragments, step_pages
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
 from .text import esc
 
-ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
 _CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
 
 
@@ -48,9 +48,13 @@ FINGERPRINT = _fingerprint()
 
 
 def step_key(path: str, settings: str) -> str:
+    """The cache key of a step file: its path, size, modification and change times and inode, the
+    settings and the code. The change time (ctime) moves on every write and also when a tool sets
+    the modification time back (`touch -d`, `rsync -t`, `os.utime`), which size + mtime alone miss;
+    the inode changes when a file is replaced by another."""
     try:
         st = os.stat(path)
-        stamp = f"{st.st_size}\0{st.st_mtime_ns}"
+        stamp = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}"
     except OSError:
         stamp = "missing"
     raw = f"{os.path.abspath(path)}\0{stamp}\0{settings}\0{FINGERPRINT}"
@@ -58,28 +62,46 @@ def step_key(path: str, settings: str) -> str:
 
 
 def render_step(step: int, path: str, fmt: str, options: RenderOptions,
-                render: bool = True) -> tuple[StepSummary, list[str], dict]:
-    """Read, summarise and render one step file: aggregates, page bodies, and the extras that
-    experiment-wide views merge (forking tokens, prompt groups). With `render` false only the
-    aggregates (the same ones). Never raises."""
-    data = read_step(path, fmt)
+                render: bool = True) -> tuple[StepSummary, list[str], dict, dict]:
+    """Read, summarise and render one step file: aggregates, page bodies, the extras that
+    experiment-wide views merge (forking tokens, prompt groups), and the texts the pages show cut.
+    With `render` false only the aggregates (the same ones) and the cut texts. Never raises."""
+    data = read_step(path, fmt, options.max_file_bytes)
     fragments: list[str] = []
     extras: dict = {}
+    texts: dict = {}
     try:
         stats = trajectory_table(data.trajectories)
         summary = summarize_step(step, data, stats)
+        texts = long_texts(data, options)
+        summary.cut_texts = len(texts)
         if render:
             page_of: dict[int, int] = {}
             fragments = step_fragments(data, summary, path, options, page_of, stats)
-            extras = {"forking": forking_tokens(data.trajectories), "prompts": prompt_groups(data.trajectories, page_of)}
+            extras = {"forking": cut_keys(forking_tokens(data.trajectories)),
+                      "prompts": prompt_groups(data.trajectories, page_of)}
         summary.pages = len(fragments) if render else len(step_pages(data, options))
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
         fragments = [f'<div class="td-step"><p>{esc(summary.unreadable or "")}</p></div>']
-        extras = {}
+        extras, texts = {}, {}
         summary.pages = 1
     summary.images = sorted({rel for t in data.trajectories for rel in t.image_files})
-    return summary, fragments, extras
+    return summary, fragments, extras, texts
+
+
+def cut_keys(forking: dict[str, list]) -> dict[str, list]:
+    """Forking-token rows with a token over TOKEN_CHARS characters keyed by its first TOKEN_CHARS
+    characters and a hash of the whole (tokens stay apart), so that one enormous token does not
+    fill the cache and every merge of the experiment's views."""
+    if all(len(text) <= TOKEN_CHARS for text in forking):
+        return forking
+    cut = {}
+    for text, row in forking.items():
+        if len(text) > TOKEN_CHARS:
+            text = f"{text[:TOKEN_CHARS]}…{hashlib.sha1(text.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+        cut[text] = row
+    return cut
 
 
 def json_bytes(value: object) -> bytes:
@@ -107,6 +129,10 @@ def extras_file(folder: Path, key: str) -> Path:
     return folder / f"{key}.extra.json"
 
 
+def texts_file(folder: Path, key: str) -> Path:
+    return folder / f"{key}.texts.json"
+
+
 def fragment_file(folder: Path, key: str, page: int = 1) -> Path:
     return folder / (f"{key}.html" if page == 1 else f"{key}-{page}.html")
 
@@ -132,10 +158,12 @@ def job_from_json(line: str) -> Job:
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    summary, fragments, extras = render_step(job.step, job.path, job.fmt, job.options, job.render)
+    summary, fragments, extras, texts = render_step(job.step, job.path, job.fmt, job.options, job.render)
+    folder = Path(job.folder)
+    if texts:  # also when only summarising: the site copies it before the pages are rendered
+        _write_atomic(texts_file(folder, job.key), json_bytes(texts))
     if not job.render:
         return summary
-    folder = Path(job.folder)
     for page, fragment in enumerate(fragments, 1):
         _write_atomic(fragment_file(folder, job.key, page), fragment)
     _write_atomic(extras_file(folder, job.key), json_bytes(extras))
@@ -201,6 +229,9 @@ class StepCache:
     def fragment_file(self, key: str, page: int = 1) -> Path:
         return fragment_file(self.folder, key, page)
 
+    def texts_file(self, key: str) -> Path:
+        return texts_file(self.folder, key)
+
     def extras(self, key: str) -> dict:
         try:
             return loads(extras_file(self.folder, key).read_bytes())
@@ -215,7 +246,8 @@ class StepCache:
             summary = StepSummary(**loads(summary_file.read_bytes()))
         except (OSError, ValueError, TypeError):
             return None  # missing or damaged: rebuilt by the caller
-        if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)):
+        if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)) \
+                and (not summary.cut_texts or texts_file(self.folder, key).exists()):
             return summary
         return None
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .discover import duplicate_steps, find_experiments, no_steps_warning, roots_without_steps
+from .discover import duplicate_steps, find_experiments, inside, no_steps_warning, roots_without_steps
 from .readers import detect_format, read_step
-from .text import counted
+from .text import counted, shown_name
 
 
 def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] = print) -> int:
@@ -15,30 +15,42 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
     problems = 0
     missing = [p for p in paths if not os.path.isdir(p)]
     for path in missing:
-        out(f"{path}: not a folder")
+        out(f"{shown_name(path)}: not a folder")
     problems += len(missing)
+    skipped: list[str] = []
     experiments = find_experiments([p for p in paths if p not in missing],
-                                   [p.rstrip("/") for p in paths] if len(paths) > 1 else None)
+                                   [p.rstrip("/") for p in paths] if len(paths) > 1 else None, problems=skipped)
+    for message in skipped:
+        out(message)
+    problems += len(skipped)
     for path in roots_without_steps([p for p in paths if p not in missing], experiments):
         out(no_steps_warning(path))
         problems += 1
     steps = 0
+    roots_real = [os.path.realpath(p) for p in paths if p not in missing]
     for exp in experiments:
         formats = sorted({fmt if fmt != "auto" else detect_format(s.path) for s in exp.steps})
         numbers = [s.step for s in exp.steps]
-        out(f"{exp.name}: {counted(len(numbers), 'step')} ({numbers[0]}–{numbers[-1]}), format {', '.join(formats)}, "
-            f"folder {exp.folder}")
-        for step in duplicate_steps(exp):
-            out(f"  step {step}: more than one file")
+        out(f"{shown_name(exp.name)}: {counted(len(numbers), 'step')} ({numbers[0]}–{numbers[-1]}), format "
+            f"{', '.join(formats)}, folder {shown_name(exp.folder)}")
+        for step, files in duplicate_steps(exp):
+            out(f"  step {step}: more than one file: {', '.join(shown_name(os.path.basename(f)) for f in files)}; "
+                f"shown: {shown_name(os.path.basename(files[0]))}")
             problems += 1
         for step in exp.steps:
             data = read_step(step.path, fmt)
             steps += 1
             if data.unreadable:
-                out(f"  {step.path}: unreadable: {data.unreadable}")
+                out(f"  {shown_name(step.path)}: unreadable: {shown_name(data.unreadable)}")
                 problems += 1
             for problem in data.problems:
-                out(f"  {step.path}: {problem}")
+                out(f"  {shown_name(step.path)}: {shown_name(problem)}")
                 problems += 1
+            for rel in sorted({rel for t in data.trajectories for rel in t.image_files}):
+                image = os.path.join(os.path.dirname(step.path), rel)
+                real = os.path.realpath(image)
+                if not inside(real, roots_real):
+                    out(f"  {shown_name(image)}: links to {shown_name(real)}, outside the runs folder: not published")
+                    problems += 1
     out(f"{counted(len(experiments), 'experiment')}, {counted(steps, 'step file')}, {counted(problems, 'problem')}")
     return problems

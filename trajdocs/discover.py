@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections import defaultdict
 
 from .model import Experiment, StepFile
+from .text import shown_name
 
-# LightRFT: <prefix>_step_<N>.json (prefix defaults to "trajectories"); verl: <N>.jsonl
-LIGHTRFT_NAME = re.compile(r"^(?:(?P<prefix>.+)_)?step_(?P<step>\d+)\.json$")
-VERL_NAME = re.compile(r"^(?P<step>\d+)\.jsonl$")
+# LightRFT: <prefix>_step_<N>.json (prefix defaults to "trajectories"); verl: <N>.jsonl.
+# \Z, not $: a name ending in a newline is not the name without it; a prefix may hold any character.
+LIGHTRFT_NAME = re.compile(r"(?:(?P<prefix>.+)_)?step_(?P<step>\d+)\.json\Z", re.S)
+VERL_NAME = re.compile(r"(?P<step>\d+)\.jsonl\Z")
 SKIPPED_DIRS = {"__pycache__", "node_modules", "images"}
 
 
 def match_step_file(filename: str) -> tuple[str, int] | None:
     """(series, step) for a step file name, where series tells apart files that share a folder."""
-    m = LIGHTRFT_NAME.match(filename)
+    m = LIGHTRFT_NAME.fullmatch(filename)
     if m:
         return "json:" + (m.group("prefix") or ""), int(m.group("step"))
-    m = VERL_NAME.match(filename)
+    m = VERL_NAME.fullmatch(filename)
     if m:
         return "jsonl", int(m.group("step"))
     return None
@@ -46,61 +49,148 @@ def _experiment_name(root_label: str, root: str, folder: str) -> str:
     return f"{root_label}/{name}" if root_label else name
 
 
+def inside(path: str, folders: list[str]) -> bool:
+    """Whether a real (resolved) path is one of `folders` or lies below one of them."""
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def regular_file(path: str, allowed: list[str], problems: list[str]) -> bool:
+    """Whether `path` may be read and published: a regular file (after links: never a FIFO or a
+    device, which would hang or never end) whose real path lies inside `allowed` (real folders).
+    Otherwise a message naming the file goes to `problems`."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            real = os.path.realpath(path)
+            if not inside(real, allowed):
+                problems.append(f"{shown_name(path)}: links to {shown_name(real)}, outside the runs folder: "
+                                "not published (list that folder under the trajdocs option `allow_outside` "
+                                "to publish it)")
+                return False
+            st = os.stat(path)
+    except OSError as err:
+        problems.append(f"{shown_name(path)}: cannot be read ({err.strerror or err}), skipped")
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        problems.append(f"{shown_name(path)}: not a regular file (a FIFO, device or socket), skipped")
+        return False
+    return True
+
+
 def find_experiments(roots: list[str], labels: list[str] | None = None,
-                     skip: tuple[str, ...] = ()) -> list[Experiment]:
+                     skip: tuple[str, ...] = (), problems: list[str] | None = None,
+                     allow_outside: tuple[str, ...] = ()) -> list[Experiment]:
     """Every folder holding step files under each root is an experiment.
 
     `labels` prefix experiment names (used when a site has several roots); `skip` lists absolute
     folders never to descend into (the site and docs folders when they sit inside a root).
+    Files and folders reached through a link are used only when their real path lies inside a
+    root or one of `allow_outside`; skipped files (links out, FIFOs, devices, names matching no
+    step pattern only because of a control character) are reported in `problems`.
     """
     labels = labels or [""] * len(roots)
     skipped = {os.path.abspath(s) for s in skip}
+    problems = problems if problems is not None else []
+    roots_real = [os.path.realpath(r) for r in roots if r]
+    allowed = roots_real + [os.path.realpath(a) for a in allow_outside]
     experiments: list[Experiment] = []
     for root, label in zip(roots, labels):
         if not root:
             continue
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS
-                             and os.path.abspath(os.path.join(folder, d)) not in skipped)
+        visited: set[str] = set()
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            kept = []
+            for d in sorted(dirs):
+                path = os.path.join(folder, d)
+                if d.startswith(".") or d in SKIPPED_DIRS or os.path.abspath(path) in skipped:
+                    continue
+                if os.path.islink(path):
+                    real = os.path.realpath(path)
+                    if not inside(real, allowed):
+                        problems.append(f"{shown_name(path)}: links to {shown_name(real)}, outside the runs "
+                                        "folder: not published (list that folder under the trajdocs option "
+                                        "`allow_outside` to publish it)")
+                        continue
+                    if inside(real, roots_real) or real in visited:
+                        continue  # walked where it really is (or already followed once): no copies, no loops
+                    visited.add(real)
+                kept.append(d)
+            dirs[:] = kept
             series: dict[str, list[StepFile]] = defaultdict(list)
             for filename in files:
                 found = match_step_file(filename)
-                if found:
-                    series[found[0]].append(StepFile(found[1], os.path.join(folder, filename)))
+                if found is None:
+                    if any(ch in filename for ch in "\r\n\t\x0b\x0c") and \
+                            match_step_file(re.sub(r"\s", "", filename)) is not None:
+                        problems.append(f"{shown_name(os.path.join(folder, filename))}: a step file name with "
+                                        "a control character in its step number or extension, skipped")
+                    continue
+                path = os.path.join(folder, filename)
+                if regular_file(path, allowed, problems):
+                    series[found[0]].append(StepFile(found[1], path))
             base = _experiment_name(label, root, folder)
             for key in sorted(series):
                 name = base
                 if len(series) > 1:
                     name = f"{base} [{key.split(':', 1)[-1] or 'step'}]"
-                steps = sorted(series[key], key=lambda s: s.step)
+                steps = sorted(series[key], key=step_order)
                 experiments.append(Experiment(name=name, slug="", folder=folder, steps=steps))
     _assign_slugs(experiments)
     return experiments
 
 
+def step_order(step: StepFile) -> tuple:
+    """Files of one experiment by step; of two files for one step (`_step_7.json`,
+    `_step_007.json`) the one whose number is written without leading zeros comes first, then by
+    name: the rule that decides which one is shown, whatever the directory order."""
+    name = os.path.basename(step.path)
+    canonical = re.search(rf"(?<!\d){step.step}\.jsonl?\Z", name) is not None
+    return step.step, not canonical, name
+
+
 RESERVED_SLUGS = {"prompts"}  # site pages next to the experiments
+# Names trajdocs gives its own pages and files inside an experiment's folder (index.md,
+# step-<N>.md, step-<N>-<P>.md, steps.csv, steps.json, files/, texts/), as sources or as written
+# (step-<N>/index.html, step-<N>.html, index.html), and next to the experiments (index.md,
+# prompts.md): a folder spelled like one gets a "_" appended in its slug, so a nested experiment
+# (`a/step-1` beside `a`) never shares a URL with another experiment's pages.
+GENERATED_INSIDE = re.compile(r"step-\d+(?:-\d+)?(?:\..*)?|steps\..*|files|texts|index\..*", re.S)
+GENERATED_NEXT = re.compile(r"index\..*|prompts\..*", re.S)
+
+
+def _own_segment(path: str) -> str:
+    """A slug whose last segment is moved out of the generated names (see GENERATED_INSIDE)."""
+    last = path.rsplit("/", 1)[-1]
+    generated = GENERATED_INSIDE if "/" in path else GENERATED_NEXT
+    return path + "_" if generated.fullmatch(last) else path
 
 
 def _assign_slugs(experiments: list[Experiment]) -> None:
     taken: set[str] = set(RESERVED_SLUGS)
     for exp in experiments:
-        slug = base = slugify(exp.name)
+        segments = slugify(exp.name).split("/")
+        slug = base = "/".join(_own_segment("/".join(segments[:i + 1])).rsplit("/", 1)[-1]
+                               for i in range(len(segments)))
         n = 2
         while slug in taken:
-            slug, n = f"{base}-{n}", n + 1
+            slug, n = _own_segment(f"{base}-{n}"), n + 1  # "a/step" twice must not become "a/step-2"
         taken.add(slug)
         exp.slug = slug
 
 
-def duplicate_steps(exp: Experiment) -> list[int]:
-    """Step numbers that occur twice (e.g. step_5.json and step_05.json)."""
-    seen: set[int] = set()
-    dupes = []
+def duplicate_steps(exp: Experiment) -> list[tuple[int, list[str]]]:
+    """Steps with more than one file (e.g. step_5.json and step_05.json): (step, paths), the
+    path shown first (see `step_order`)."""
+    by_step: dict[int, list[str]] = defaultdict(list)
     for s in exp.steps:
-        if s.step in seen:
-            dupes.append(s.step)
-        seen.add(s.step)
-    return dupes
+        by_step[s.step].append(s.path)
+    return [(step, paths) for step, paths in by_step.items() if len(paths) > 1]
+
+
+def drop_duplicates(exp: Experiment) -> None:
+    """Keep the first file of each step (see `step_order`)."""
+    seen: set[int] = set()
+    exp.steps = [s for s in exp.steps if not (s.step in seen or seen.add(s.step))]
 
 
 def empty_folders(roots: list[str], experiments: list[Experiment]) -> list[str]:
@@ -174,7 +264,12 @@ def near_misses(root: str, limit: int = 8, budget: int = 20000) -> tuple[list[st
 
 
 def no_steps_warning(root: str, shown: str | None = None) -> str:
-    """The warning for a runs folder without step files: what trajdocs looks for, what it saw."""
+    """The warning for a runs folder without step files: what trajdocs looks for, what it saw (names
+    escaped: one line, no raw bytes)."""
+    return shown_name(_no_steps_text(root, shown))
+
+
+def _no_steps_text(root: str, shown: str | None) -> str:
     misses, total = near_misses(root)
     text = f"no step files in the runs folder {shown or root}: trajdocs looks for {STEP_FILE_NAMES}"
     if misses:

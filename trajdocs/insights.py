@@ -121,6 +121,9 @@ def aggregates_json(summaries: Sequence[StepSummary]) -> bytes:
 
 # --- forking tokens -------------------------------------------------------------------------
 
+FORKING_CHARS = 200  # characters of a token string the forking-tokens table shows
+
+
 class ForkingTally:
     """An experiment's forking tokens, from each step's extras in two passes: totals, then the
     per-step share of the chosen top tokens (for trends)."""
@@ -166,7 +169,9 @@ class ForkingTally:
             early, late = finite_mean(series[:third]), finite_mean(series[-third:])
             share = flagged / occ if occ else None
             mean = score_sum / scored if scored else None
-            shown = esc(text) if text else '<span class="td-null">(whitespace)</span>'
+            shown = esc(text[:FORKING_CHARS]) if text else '<span class="td-null">(whitespace)</span>'
+            if len(text) > FORKING_CHARS:  # the whole token is in its steps' long texts (texts/step-<N>.json)
+                shown += '<span class="td-null">… (cut: the whole token is in its steps\' long texts)</span>'
             rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'
                         f'<td data-sort="{occ}">{occ}</td><td data-sort="{_sort(share)}">{fmt_ratio(share)}</td>'
                         f'<td data-sort="{_sort(mean)}">{fmt_number(mean)}</td>'

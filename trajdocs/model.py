@@ -97,3 +97,4 @@ class StepSummary:
     mean_policy_entropy: Union[float, None] = None
     mean_reflection: Union[float, None] = None
     histogram: list[int] = field(default_factory=list)  # entropy scores per HISTOGRAM_BINS bin
+    cut_texts: int = 0  # texts shown cut on the step's pages, published whole (render.long_texts)

@@ -23,7 +23,8 @@ from mkdocs.structure.pages import Page
 from mkdocs.utils import get_relative_url, nest_paths
 
 from .cache import StepCache
-from .discover import duplicate_steps, empty_folders, find_experiments, no_steps_warning, roots_without_steps
+from .discover import (drop_duplicates, duplicate_steps, empty_folders, find_experiments, inside,
+                       no_steps_warning, roots_without_steps)
 from .guard import mark_site, site_dir_problem
 from .insights import (ForkingTally, PromptTally, PromptUse, Run, aggregates_csv, aggregates_json,
                        comparison_charts, comparison_table, experiment_charts)
@@ -31,7 +32,7 @@ from .model import Experiment, StepSummary
 from .readers import FORMATS
 from .remote import is_url, mirror
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
-from .text import clean, counted, esc, fmt_number, fmt_ratio
+from .text import clean, counted, esc, fmt_number, fmt_ratio, shown_name
 
 log = get_plugin_logger(__name__)
 
@@ -57,6 +58,9 @@ class TrajdocsConfig(Config):
     file_limit_mb = c.Type((int, float), default=100)  # GitHub: 100 MB per file
     max_tokens = c.Type(int, default=3000)
     paths_relative_to = c.Type(str, default="")  # folder that paths shown on pages start from
+    max_file_mb = c.Type((int, float), default=2048)  # step files larger than this are not read
+    max_text_chars = c.Type(int, default=1_000_000)  # longer texts are cut on pages (full text downloadable)
+    allow_outside = c.Type(list, default=[])  # folders outside `runs` that links in it may lead to
 
 
 @dataclass
@@ -191,9 +195,17 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             self._steps_seen, self._merged_from = None, None  # another site
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
+        if self.config.max_file_mb <= 0 or self.config.max_text_chars < 1:
+            raise PluginError("trajdocs: 'max_file_mb' and 'max_text_chars' must be positive")
+        if not all(isinstance(a, str) and a.strip() for a in self.config.allow_outside):
+            raise PluginError("trajdocs: 'allow_outside' must be a list of folders")
+        self.allow_outside = tuple(os.path.normpath(os.path.join(base, os.path.expanduser(a)))
+                                   for a in self.config.allow_outside)
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
                                      asset_base="../" if config.use_directory_urls else "",
-                                     base_dir=os.path.normpath(os.path.join(base, os.path.expanduser(self.config.paths_relative_to))))
+                                     base_dir=os.path.normpath(os.path.join(base, os.path.expanduser(self.config.paths_relative_to))),
+                                     max_file_bytes=int(self.config.max_file_mb * 2 ** 20),
+                                     max_text=self.config.max_text_chars)
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
@@ -220,13 +232,20 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             elif not os.path.isdir(root):
                 log.warning(f"runs folder not found: {root}")
             roots.append(root)
+        skipped: list[str] = []
         experiments = find_experiments(roots, self.labels,
-                                       skip=(config.site_dir, config.docs_dir, str(self.cache.folder)))
+                                       skip=(config.site_dir, config.docs_dir, str(self.cache.folder)),
+                                       problems=skipped, allow_outside=self.allow_outside)
+        for message in skipped:
+            log.warning(message)
         for exp in experiments:
-            for step in duplicate_steps(exp):
-                log.warning(f"{exp.folder}: step {step} has more than one file; only the first is shown")
-            seen: set[int] = set()
-            exp.steps = [s for s in exp.steps if not (s.step in seen or seen.add(s.step))]
+            for step, paths in duplicate_steps(exp):
+                log.warning(f"{shown_name(exp.folder)}: step {step} has more than one file: "
+                            f"{', '.join(shown_name(os.path.basename(p)) for p in paths)}; shown: "
+                            f"{shown_name(os.path.basename(paths[0]))} (the number without leading zeros, "
+                            "else the first name in sort order)")
+            drop_duplicates(exp)
+        self.allowed = [os.path.realpath(r) for r in roots if r] + [os.path.realpath(a) for a in self.allow_outside]
         steps = [(s.step, s.path) for exp in experiments for s in exp.steps]
         scan = Scan(roots, experiments)
 
@@ -268,12 +287,13 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                            page_source(title_text(run.exp.name), markdown_text(run.exp.name), True),
                            in_nav=not self.user_nav)
         for folder in empty_folders([r for r in roots if r], experiments):
-            log.info(f"{folder}: no step files, skipped")
+            log.info(f"{shown_name(folder)}: no step files, skipped")
         for root in roots_without_steps(roots, experiments):  # training may not have written one yet
             log.warning(no_steps_warning(root, self.roots[roots.index(root)]))
         self._add_page(files, config, self.overview_uri, page_source(self.config.nav_title, esc(self.config.nav_title), True))
         self._add_page(files, config, self.prompts_uri, page_source("Recurring prompts", "Recurring prompts", True),
                        in_nav=not self.user_nav)
+        self._check_collisions(files)
         config.nav = self._expand_nav(config.nav) if self.user_nav else self._nav(files)
         steps_now = {(run.exp.name, s.step) for run in self.runs for s in run.exp.steps}
         if self._steps_seen is not None and steps_now - self._steps_seen:
@@ -295,13 +315,17 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         images: set[str] = set()
         for position, (step, (key, summary, _)) in enumerate(zip(exp.steps, results)):
             if summary.unreadable:
-                log.warning(f"{step.path}: unreadable: {summary.unreadable}")
+                log.warning(f"{shown_name(step.path)}: unreadable: {summary.unreadable}")
             for problem in summary.problems:
-                log.warning(f"{step.path}: {problem}")
+                log.warning(f"{shown_name(step.path)}: {problem}")
             run.summaries.append(summary)
             run.keys.append(key)
             run.step_uris.append(self._step_uri(exp, step.step, 1))
             images.update(summary.images)
+            if summary.cut_texts:
+                assert self.cache is not None
+                files.append(File.generated(config, f"{self.prefix}/{exp.slug}/texts/step-{step.step}.json",
+                                            abs_src_path=str(self.cache.texts_file(key))))
             for page in range(1, summary.pages + 1):
                 self.step_pages[self._step_uri(exp, step.step, page)] = StepPage(run, position, key, page)
                 title = f"Step {step.step} · {title_text(exp.name)}"
@@ -312,8 +336,16 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 self._add_page(files, config, self._step_uri(exp, step.step, page),
                                page_source(title, heading, False), in_nav=False)
         for rel in sorted(images):
-            files.append(File.generated(config, f"{self.prefix}/{exp.slug}/files/{rel}",
-                                        abs_src_path=os.path.join(exp.folder, rel)))
+            source = os.path.join(exp.folder, rel)
+            real = os.path.realpath(source)
+            if not inside(real, self.allowed):  # an image (or a folder on its path) linking out of the runs
+                log.warning(f"{shown_name(source)}: links to {shown_name(real)}, outside the runs folder: "
+                            "not published (list that folder under the trajdocs option `allow_outside` to publish it)")
+                continue
+            if not os.path.isfile(real):
+                log.warning(f"{shown_name(source)}: not a regular file, not published")
+                continue
+            files.append(File.generated(config, f"{self.prefix}/{exp.slug}/files/{rel}", abs_src_path=real))
         if exp.steps:
             assert self.cache is not None
             for ext, content in (("csv", aggregates_csv(run.summaries).encode()), ("json", aggregates_json(run.summaries))):
@@ -322,6 +354,30 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             self.runs.append(run)
             self.experiment_pages[run.page_uri] = run
         return sum(hit for _, _, hit in results)
+
+    def _check_collisions(self, files: Files) -> None:
+        """Two files written at one place, or a file where a folder goes, would replace one
+        experiment's page by another's: slugs are chosen so that this cannot happen (see
+        `discover.GENERATED_SEGMENT`); this makes sure, and stops the build if it ever does."""
+        ours = self.prefix + "/"
+        dests: dict[str, str] = {}
+        folders: set[str] = set()
+        clashes = []
+        for f in files:
+            dest = f.dest_uri
+            if not dest.startswith(ours):
+                continue
+            if dest in dests:
+                clashes.append(f"{dests[dest]} and {f.src_uri} are both written to {dest}")
+            dests[dest] = f.src_uri
+            cut = dest.rfind("/")
+            while cut > 0 and dest[:cut] not in folders:
+                folders.add(dest[:cut])
+                cut = dest.rfind("/", 0, cut)
+        clashes += [f"{src} is written to {dest}, where another page's folder is" for dest, src in dests.items()
+                    if dest in folders]
+        if clashes:
+            raise PluginError("trajdocs: generated pages collide: " + "; ".join(shown_name(c) for c in clashes[:10]))
 
     def _step_uri(self, exp: Experiment, step: int, page: int) -> str:
         suffix = "" if page == 1 else f"-{page}"
@@ -495,7 +551,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
                 if summary is not None and summary != run.summaries[position]:
                     run.summaries[position] = summary
                     if summary.unreadable:
-                        log.warning(f"{run.exp.steps[position].path}: unreadable: {summary.unreadable}")
+                        log.warning(f"{shown_name(run.exp.steps[position].path)}: unreadable: {summary.unreadable}")
 
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
         uri = page.file.src_uri
@@ -549,24 +605,34 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
     on_post_build = CombinedEvent(_fill_step_pages, _release_memory)
 
     def _report_size(self, site_dir: str) -> None:
-        """Warn when the site nears the host's limits (GitHub Pages by default), and say what helps."""
-        total, largest, largest_path = 0, 0, ""
+        """Warn when the site or a file passes or nears the host's limits (GitHub Pages by default),
+        naming every file over the per-file limit, and say what helps."""
+        mb = 2 ** 20
+        file_limit, size_limit = self.config.file_limit_mb * mb, self.config.size_limit_mb * mb
+        total, largest = 0, 0
+        big: list[tuple[int, str]] = []
         for folder, _, names in os.walk(site_dir):
             for name in names:
                 size = os.path.getsize(os.path.join(folder, name))
                 total += size
-                if size > largest:
-                    largest, largest_path = size, os.path.join(folder, name)
-        mb = 2 ** 20
+                largest = max(largest, size)
+                if size > 0.8 * file_limit:
+                    big.append((size, os.path.relpath(os.path.join(folder, name), site_dir)))
         log.info(f"site: {total / mb:.1f} MB, largest file {largest / mb:.1f} MB")
         advice = ("to reduce it: point `runs` at fewer experiments or keep fewer step files, lower "
                   "`trajectories_per_page` (smaller step pages) or save fewer trajectories per step")
-        if total > 0.8 * self.config.size_limit_mb * mb:
-            log.warning(f"the site is {total / mb:.0f} MB, near the {self.config.size_limit_mb:g} MB limit "
+        if total > 0.8 * size_limit:
+            where = "over" if total > size_limit else "near"
+            log.warning(f"the site is {total / mb:.0f} MB, {where} the {self.config.size_limit_mb:g} MB limit "
                         f"(size_limit_mb; GitHub Pages allows 1 GB); {advice}")
-        if largest > 0.8 * self.config.file_limit_mb * mb:
-            log.warning(f"{os.path.relpath(largest_path, site_dir)} is {largest / mb:.0f} MB, near the "
-                        f"{self.config.file_limit_mb:g} MB per-file limit (file_limit_mb); {advice}")
+        over = sorted((b for b in big if b[0] > file_limit), reverse=True)
+        near = sorted((b for b in big if b[0] <= file_limit), reverse=True)
+        for files, where in ((over, "over"), (near, "near")):
+            if files:
+                listed = ", ".join(f"{shown_name(path)} ({size / mb:.0f} MB)" for size, path in files)
+                log.warning(f"{len(files)} file{'s' if len(files) > 1 else ''} {where} the "
+                            f"{self.config.file_limit_mb:g} MB per-file limit (file_limit_mb; GitHub allows "
+                            f"100 MB): {listed}; {advice}")
 
     def on_serve(self, server, *, config: MkDocsConfig, builder):  # type: ignore[no-untyped-def]
         for root in self.roots:

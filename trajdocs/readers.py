@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import stat
 from itertools import repeat
 from operator import is_, itemgetter
 from typing import Any
@@ -69,25 +70,75 @@ def _decode_error(err: Exception, data: bytes) -> str:
     return f"cannot parse: {err}"
 
 
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _first_bad_byte(data: bytes) -> str:
+    """Where the first byte that is not UTF-8 sits, for a message ("byte 55, line 3")."""
+    try:
+        data.decode("utf-8")
+        return ""
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        return f"byte {err.start} (line {line})"
+
+
+def _with_replacement(data: bytes, problems: Problems):  # type: ignore[no-untyped-def]
+    """A document whose bytes are not all UTF-8, read with each bad byte as U+FFFD (a problem
+    names the first); None when it is no JSON even so. Only after strict decoding failed."""
+    try:
+        doc = loads(data.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    problems.add(f"{_first_bad_byte(data)} and any further bytes that are not UTF-8 text are shown as "
+                 "\ufffd (U+FFFD)")
+    return doc
+
+
 def detect_format(path: str) -> str:
     return "verl" if path.endswith(".jsonl") else "lightrft"
 
 
-def read_step(path: str, fmt: str = "auto") -> StepData:
-    """Never raises: whatever goes wrong becomes a problem or the reason the file is unreadable."""
+MAX_FILE_BYTES = 2 * 2 ** 30  # default cap on a step file's size (the `max_file_mb` option)
+
+
+def read_step(path: str, fmt: str = "auto", max_bytes: int = MAX_FILE_BYTES) -> StepData:
+    """Never raises: whatever goes wrong becomes a problem or the reason the file is unreadable.
+    Only regular files of at most `max_bytes` are read (a FIFO would wait forever, a link to
+    /dev/zero never end)."""
     try:
-        return _read_step(path, fmt)
+        return _read_step(path, fmt, max_bytes)
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         return StepData(unreadable=f"could not be read ({type(err).__name__}: {err})")
 
 
-def _read_step(path: str, fmt: str) -> StepData:
+def read_regular_file(path: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; ValueError (saying why) for anything
+    else, found without waiting (a FIFO opens without blocking) or reading past the cap."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file (a FIFO, device or socket): not read")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{st.st_size / 2 ** 20:,.0f} MB, over the {max_bytes / 2 ** 20:,.0f} MB "
+                             "size cap (the trajdocs option `max_file_mb`): not read")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"grew past the {max_bytes / 2 ** 20:,.0f} MB size cap (the trajdocs option "
+                         "`max_file_mb`) while being read: not read")
+    return data
+
+
+def _read_step(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES) -> StepData:
     result = StepData()
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path, max_bytes)
     except OSError as err:
         result.unreadable = f"cannot read file: {err.strerror or err}"
+        return result
+    except ValueError as err:
+        result.unreadable = str(err)
         return result
     if not data.strip():
         result.unreadable = "empty file (the trainer may not have written it yet)"
@@ -101,8 +152,10 @@ def _read_step(path: str, fmt: str) -> StepData:
         try:
             doc = loads(without_repeated_tokens(data))
         except (ValueError, UnicodeDecodeError) as err:
-            result.unreadable = _decode_error(err, data)
-            return result
+            doc = _with_replacement(data, problems) if isinstance(err, UnicodeDecodeError) else None
+            if doc is None:
+                result.unreadable = _decode_error(err, data)
+                return result
         result.trajectories = _read_lightrft(doc, problems)
     _check_images(result.trajectories, os.path.dirname(path), problems)
     result.problems = list(problems)
@@ -325,12 +378,33 @@ def tokens_from_markers(text: str) -> Tokens:
 
 def _read_verl(data: bytes, problems: Problems) -> list[Trajectory]:
     trajectories = []
+    if data[:2] in UTF16_BOMS:  # a UTF-16 file (re-saved by an editor): verl writes UTF-8
+        try:
+            data = data.decode("utf-16").encode("utf-8", "surrogatepass")
+            problems.add("the file is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8 as "
+                         "verl writes it: read as UTF-16")
+        except UnicodeDecodeError:
+            pass  # then each line says what is wrong with it
     for lineno, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
             obj = loads(line)
         except (ValueError, UnicodeDecodeError) as err:
+            if line.lstrip()[:2] in UTF16_BOMS or line.lstrip()[:1] == b"\x00":
+                problems.add(f"line {lineno}: UTF-16 text (a UTF-16 byte-order mark or zero bytes), not UTF-8 "
+                             "as verl writes it: not read; save the file as UTF-8")
+                continue
+            if isinstance(err, UnicodeDecodeError) or _first_bad_byte(line):
+                try:
+                    obj = loads(line.decode("utf-8", "replace"))
+                except ValueError:
+                    obj = None
+                if isinstance(obj, dict):
+                    problems.add(f"line {lineno}: {_first_bad_byte(line).split(' (')[0]} of the line and any "
+                                 "further bytes that are not UTF-8 text are shown as \ufffd (U+FFFD)")
+                    trajectories.append(verl_trajectory(len(trajectories), obj, problems))
+                    continue
             last = lineno == data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
             hint = " (the file may still be being written)" if last and not data.endswith(b"\n") else ""
             detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)

@@ -36,9 +36,11 @@ class RenderOptions:
     max_tokens: int = 3000  # tokens shown before "show all"; the rest is in the page, one click away
     asset_base: str = "../"  # from a step page to its experiment folder
     base_dir: str = ""  # paths shown on pages are relative to this folder (mkdocs.yml's)
+    max_file_bytes: int = 2 * 2 ** 30  # step files larger than this are not read
+    max_text: int = 1_000_000  # characters of one text shown on a page; the full text is downloadable
 
     def key(self) -> str:
-        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}"
+        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}|{self.max_file_bytes}|{self.max_text}"
 
     def shown_path(self, path: str) -> str:
         """A file's path as pages show it: never the build machine's absolute path."""
@@ -66,10 +68,51 @@ def fmt_value(value: MetaValue) -> str:
 TOKEN_SEP = "\x1f\x1e"  # joins token texts to escape them in one pass; never inside a token here
 
 
+TOKEN_CHARS = 1000  # a token text longer than this is cut on pages (a real token has a few characters)
+
+
+def long_texts(data: StepData, options: "RenderOptions") -> dict[str, Union[str, dict]]:
+    """The texts of a step that pages show cut, by where they are ("trajectory 3 token 17",
+    "trajectory 3 pure_generated_text", ...): tokens longer than TOKEN_CHARS, other texts longer
+    than `options.max_text`. Published whole next to the step page; a text equal to one listed
+    before (a prompt shared by a group) is {"same as": that place}."""
+    out: dict[str, Union[str, dict]] = {}
+    first: dict[str, str] = {}
+    limit = options.max_text
+
+    def add(place: str, text: str) -> None:
+        seen = first.setdefault(text, place)
+        out[place] = text if seen == place else {"same as": seen}
+
+    for t in data.trajectories:
+        if t.tokens is not None and t.tokens.texts and max(map(len, t.tokens.texts)) > TOKEN_CHARS:
+            for i, text in enumerate(t.tokens.texts):
+                if len(text) > TOKEN_CHARS:
+                    add(f"trajectory {t.index} token {i}", text)
+        for name in ("prompt", "full_sequence", "generated_text", "pure_generated_text"):
+            value = getattr(t, name)
+            if value is not None and len(value) > limit and (name != "full_sequence" or t.prompt is None):
+                add(f"trajectory {t.index} {name}", value)
+        for key, value in t.metadata.items():
+            if isinstance(value, str) and len(value) > limit:
+                add(f"trajectory {t.index} metadata {key}", value)
+    return out
+
+
+def cut_note(shown: int, total: int) -> str:
+    return (f'<p class="td-note td-cut">Cut: the first {shown:,} of {total:,} characters are shown; the '
+            'whole text is in this step\'s long texts (linked at the top of the page).</p>')
+
+
 def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Union[float, None]]) -> str:
     """One short <i> per token (restyled upright): class "h" marks a high-entropy token, data-e
     carries a score. A token HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw,
-    its JSON-escaped text."""
+    its JSON-escaped text. A token longer than TOKEN_CHARS shows its first TOKEN_CHARS characters
+    and gets data-cut, its full length (see `long_texts`)."""
+    cut: dict[int, int] = {}
+    if texts and max(map(len, texts)) > TOKEN_CHARS:
+        cut = {i: len(t) for i, t in enumerate(texts) if len(t) > TOKEN_CHARS}
+        texts = [t[:TOKEN_CHARS] if i in cut else t for i, t in enumerate(texts)]
     joined = TOKEN_SEP.join(texts)
     raws: Sequence[str] = ()
     if unshowable(joined) or joined.count(TOKEN_SEP) != max(0, len(texts) - 1):
@@ -92,6 +135,8 @@ def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence
     for i, raw in enumerate(raws):
         if raw:
             opens[i] = opens[i][:-1] + raw + ">"
+    for i, length in cut.items():
+        opens[i] = opens[i][:-1] + f' data-cut="{length}">'
     opens[0] = opens[0][4:]
     out: list = [None] * (2 * n)
     out[::2] = opens
@@ -165,24 +210,27 @@ def stats_html(st: TokenStats) -> str:
     return f'<dl class="td-stats">{cells}</dl>{note}'
 
 
-def metadata_html(meta: dict[str, MetaValue]) -> str:
+def metadata_html(meta: dict[str, MetaValue], limit: int = 1_000_000) -> str:
     if not meta:
         return ""
-    rows = "".join(f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v)}</dd></div>" for k, v in meta.items())
+    rows = "".join(f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v)}</dd></div>" if not (isinstance(v, str) and len(v) > limit)
+                   else f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v[:limit])}{cut_note(limit, len(v))}</dd></div>"
+                   for k, v in meta.items())
     return f'<dl class="td-meta">{rows}</dl>'
 
 
 def text_block(label: str, cls: str, text: Union[str, None], tokens_text: Union[str, None] = None,
-               tail: str = "") -> str:
+               tail: str = "", limit: int = 1_000_000) -> str:
     """A decoded text field. When it equals the token texts joined (the usual case), the page
     carries an empty block that the browser fills from the tokens on demand; a field that
-    differs (e.g. characters split across tokens) is written out."""
+    differs (e.g. characters split across tokens) is written out, its first `limit` characters."""
     if text is None:
         return ""
     label_html = f'<div class="td-label">{label}</div>'
     if tokens_text is not None and text == tail + tokens_text:
         return f'<div class="{cls}">{label_html}<pre class="td-text" data-from-tokens data-tail="{attr(tail)}"></pre></div>'
-    return f'<div class="{cls}">{label_html}<pre class="td-text">\n{esc(text)}</pre></div>'
+    note = cut_note(limit, len(text)) if len(text) > limit else ""
+    return f'<div class="{cls}">{label_html}<pre class="td-text">\n{esc(text[:limit])}</pre>{note}</div>'
 
 
 def images_html(traj: Trajectory, asset_base: str) -> str:
@@ -214,30 +262,35 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     data = "".join(f' data-{k}="{v!r}"' for k, v in sort_keys.items() if v is not None and math.isfinite(v))
     if traj.correct is not None:
         data += f' data-correct="{int(traj.correct)}"'
-    parts = [f'<section class="td-traj" data-index="{traj.index}"{data}>', head, stats_html(st), metadata_html(meta)]
+    limit = options.max_text
+    parts = [f'<section class="td-traj" data-index="{traj.index}"{data}>', head, stats_html(st), metadata_html(meta, limit)]
     if traj.prompt is not None and with_prompt:
-        parts.append(prompt_html("Prompt", traj.prompt))
+        parts.append(prompt_html("Prompt", traj.prompt, limit))
     elif traj.prompt is None and traj.full_sequence is not None:
-        parts.append(prompt_html("Full sequence", traj.full_sequence))
+        parts.append(prompt_html("Full sequence", traj.full_sequence, limit))
     parts.append(images_html(traj, options.asset_base))
     if traj.tokens is not None:
         parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {"segments" if traj.tokens.segments else "tokens"}</div>')
         parts.append(tokens_html(traj.tokens, options.max_tokens, traj.token_values))
     elif traj.pure_generated_text is not None:
+        text = traj.pure_generated_text
         parts.append('<div class="td-label">Response (no token data in this file)</div>')
-        parts.append(f'<div class="td-tokens td-plain">{esc(traj.pure_generated_text)}</div>')
+        parts.append(f'<div class="td-tokens td-plain">{esc(text[:limit])}</div>'
+                     + (cut_note(limit, len(text)) if len(text) > limit else ""))
     joined = "".join(traj.tokens.texts) if traj.tokens is not None else None
-    if joined is not None and unshowable(joined):
-        joined = None  # written out, with the same stand-ins as every text block
+    if joined is not None and (unshowable(joined) or max(map(len, traj.tokens.texts), default=0) > TOKEN_CHARS):
+        joined = None  # written out, with the same stand-ins as every text block (cut tokens: cut)
     tail = traj.prompt_tail or ""
-    parts.append(text_block("generated_text", "td-gen", traj.generated_text, joined, tail))
-    parts.append(text_block("pure_generated_text", "td-pure", traj.pure_generated_text, joined))
+    parts.append(text_block("generated_text", "td-gen", traj.generated_text, joined, tail, limit))
+    parts.append(text_block("pure_generated_text", "td-pure", traj.pure_generated_text, joined, limit=limit))
     parts.append("</section>")
     return "".join(parts)
 
 
-def prompt_html(label: str, text: str) -> str:
-    return f'<details class="td-prompt"><summary>{label}</summary><pre class="td-text">\n{esc(text)}</pre></details>'
+def prompt_html(label: str, text: str, limit: int = 1_000_000) -> str:
+    note = cut_note(limit, len(text)) if len(text) > limit else ""
+    return (f'<details class="td-prompt"><summary>{label}</summary><pre class="td-text">\n{esc(text[:limit])}</pre>'
+            f'{note}</details>')
 
 
 def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[int, TokenStats]) -> str:
@@ -253,7 +306,7 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
     versus = ('<button type="button" class="td-compare">Best and worst side by side</button>'
               if len(rewards) > 1 and max(rewards) != min(rewards) else "")
     head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
-            + prompt_html("Prompt", group[0].prompt or "") + versus)
+            + prompt_html("Prompt", group[0].prompt or "", options.max_text) + versus)
     body = "".join(trajectory_html(t, options, with_prompt=False, st=stats.get(t.index)) for t in group)
     return f'<div class="td-group">{head}{body}</div>'
 
@@ -382,6 +435,13 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     off = "".join(f" td-off-{key}" for key, _, on in TOGGLES if not on)
     scale = EntropyScale.of(data.trajectories, summary)
     top = [problems_html(summary, options.shown_path(path))]
+    if summary.cut_texts:
+        top.append(f'<div class="admonition note td-cut-texts"><p class="admonition-title">Long texts cut</p><p>'
+                   f'{summary.cut_texts:,} text{"s" if summary.cut_texts > 1 else ""} of this step '
+                   f'{"are" if summary.cut_texts > 1 else "is"} longer than a page shows (tokens over '
+                   f'{TOKEN_CHARS:,} characters, other texts over {options.max_text:,}) and shown cut: '
+                   f'<a href="{attr(options.asset_base)}texts/step-{summary.step}.json" download>the whole texts '
+                   '(JSON, by trajectory and place)</a>.</p></div>')
     if data.trajectories:
         top.append(controls_html(scale))
         if any(t.tokens is not None for t in data.trajectories):

@@ -75,3 +75,12 @@ def fmt_ratio(x: Union[float, None]) -> str:
 def counted(n: int, noun: str, plural: str = "") -> str:
     """'1 step', '2 steps' ('1 trajectory', '3 trajectories' with an explicit plural)."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def shown_name(text: str) -> str:
+    """A file or folder name for a terminal or log line: control characters, lone surrogates (bytes
+    that are not UTF-8 in a name) and other unprintable characters escaped as in Python's repr, so
+    a name can neither split a line nor send raw bytes to the terminal; printable names unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] if ch != "'" else ch for ch in text)

@@ -388,6 +388,9 @@
     var advantage = valueAt(container, "advantage", position);
     if (advantage !== null) line(tip, "advantage", advantage);
     line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
+    var cut = token.getAttribute("data-cut");  /* a token too long for the page: its opening only */
+    if (cut !== null) line(tip, "cut", "the first " + token.textContent.length.toLocaleString("en") + " of " +
+                           Number(cut).toLocaleString("en") + " characters shown; the whole token is in the step's long texts");
     tip.hidden = false;
     tipToken = token;
     placeTip();
