@@ -280,7 +280,7 @@ def test_step_file_names_with_newlines_are_read_or_named(tmp_path, warnings_logg
     result = subprocess.run([sys.executable, "-m", "trajdocs", "check", str(tmp_path / "results")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert "exp [traj\\nectories]: 1 steps" in result.stdout
+    assert "exp [traj\\nectories]: 1 step " in result.stdout
     assert "trajectories_step_3.json\\n: a step file name" in result.stdout
     assert not re.search(r"^(ectories|: |\])", result.stdout, re.M), result.stdout  # no name split over lines
 
@@ -304,7 +304,7 @@ def test_check_prints_folder_names_escaped(tmp_path):
     result = subprocess.run([sys.executable, "-m", "trajdocs", "check", str(tmp_path / "results")],
                             capture_output=True, timeout=120)
     assert b"\x1b" not in result.stdout
-    assert b"line\\nbreak\\x1b[31m: 1 steps" in result.stdout
+    assert b"line\\nbreak\\x1b[31m: 1 step " in result.stdout
     assert len(result.stdout.splitlines()) == 2 and result.returncode == 0
 
 
