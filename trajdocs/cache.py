@@ -62,7 +62,7 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions,
     """Read, summarise and render one step file: aggregates, page bodies, and the extras that
     experiment-wide views merge (forking tokens, prompt groups). With `render` false only the
     aggregates (the same ones). Never raises."""
-    data = read_step(path, fmt)
+    data = read_step(path, fmt, options.correct_rule())
     fragments: list[str] = []
     extras: dict = {}
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import math
 import os
 import shutil
 import tempfile
@@ -55,6 +56,20 @@ class TrajdocsConfig(Config):
     size_limit_mb = c.Type((int, float), default=1024)  # GitHub Pages: 1 GB per site
     file_limit_mb = c.Type((int, float), default=100)  # GitHub: 100 MB per file
     max_tokens = c.Type(int, default=3000)
+    correct = c.Type(dict, default={})  # {field: dotted path in each record, min: number}: correct / incorrect badges
+
+
+def correct_option(value: dict) -> tuple[str, float]:
+    """The `correct` option, checked: ("", 1.0) when unset."""
+    if not value:
+        return "", 1.0
+    field, minimum = value.get("field"), value.get("min", 1)
+    unknown = set(value) - {"field", "min"}
+    if unknown or not isinstance(field, str) or not field.strip() or isinstance(minimum, bool) \
+            or not isinstance(minimum, (int, float)) or not math.isfinite(minimum):
+        raise PluginError("trajdocs: 'correct' must be {field: a dotted field of each record, e.g. "
+                          "info.reward_metrics.accuracy_reward, min: a number (default 1)}")
+    return field.strip(), float(minimum)
 
 
 @dataclass
@@ -185,8 +200,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             self._steps_seen, self._merged_from = None, None  # another site
         if self.config.trajectories_per_page < 1 or self.config.max_tokens < 1:
             raise PluginError("trajdocs: 'trajectories_per_page' and 'max_tokens' must be at least 1")
+        field, minimum = correct_option(self.config.correct)
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
-                                     asset_base="../" if config.use_directory_urls else "", base_dir=base)
+                                     asset_base="../" if config.use_directory_urls else "", base_dir=base,
+                                     correct_field=field, correct_min=minimum)
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
