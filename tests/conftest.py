@@ -40,11 +40,13 @@ def saver_tokens(tokens: list[dict], end: dict | None = None, tail: str = "\n") 
     return [{"text": text, **mark} for text, mark in zip([tail] + [t["text"] for t in tokens], marks)]
 
 
-def trajectory(step: int, index: int, tokens: list[dict], reward: float = 1.0, **extra) -> dict:
+def trajectory(step: int, index: int, tokens: list[dict], reward: float = 1.0, end: dict | None = None,
+               **extra) -> dict:
     """One LightRFT trajectory as the newer TrajectorySaver writes it (`tokens`: the response
-    tokens with their own flags and scores, placed as the saver places them)."""
+    tokens with their own flags and scores, placed as the saver places them; `end`: the
+    end-of-sequence token's flag and score)."""
     text = "".join(t["text"] for t in tokens)
-    gen = saver_tokens(tokens)
+    gen = saver_tokens(tokens, end)
     record = {
         "global_step": step, "experience_index": index // 4, "sample_in_exp": index % 4,
         "full_sequence": f"<|im_start|>user\nQuestion {index}?<|im_end|>\n<|im_start|>assistant\n{text}<|im_end|>",
