@@ -40,13 +40,12 @@ def saver_record(step: int, index: int, tokens: list[dict], question: str = "Wha
         "label": None, "reference": None, "repeat_score": 0.0, "reflection_pattern_score": 0,
         "reflection_pattern_details": {}, "policy_entropy": 0.0, "response_token_count": len(tokens),
         "generated_tokens": gen,
+        **({"pure_generated_tokens": gen[1:]} if len(gen) > 1 else {}),  # right after it, as the saver adds them
         "advantages": -0.25, "return": -0.25, "action_log_probs": -1.5, "values": 0.0,
         "info": {"reward": 0.1, "response_length": float(len(tokens) + 1), "total_length": 40.0,
                  "reward_metrics": {"accuracy_reward": [0.0, 1.0, 0.0, 1.0], "format_reward": [1.0, 1.0, 0.0, 1.0]}},
         "has_images": False,
     }
-    if len(gen) > 1:
-        record["pure_generated_tokens"] = gen[1:]
     record.update(extra)
     return record
 
@@ -79,10 +78,13 @@ def test_immediate_eos_before_a_full_trajectory_keeps_every_trajectory(tmp_path)
     assert same(readers.loads_lightrft(data), loads(data))
 
 
-TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6) | st.sampled_from(
+TEXT = st.text(max_size=4) | st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6) | st.sampled_from(
     ["\ufffd", " \ufffd", "", "\n", '"pure_generated_tokens": [', '\n    ],\n    "pure_generated_tokens": [\n',
      "\n      }", "<|im_end|>", "]", "},"])
-NUMBER = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**20, 10**20) | st.sampled_from([1e-05, 2.5, 0.1])
+PLAIN_NUMBER = st.floats(0.001, 12) | st.sampled_from([2.5, 0.1, 0.0, 1])
+ODD_NUMBER = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**20, 10**20)
+              | st.sampled_from([1e-05, math.nan])).map(lambda v: v)  # orjson writes 1e-05 as 0.00001, NaN as null
+NUMBER = st.one_of(PLAIN_NUMBER, PLAIN_NUMBER, PLAIN_NUMBER, PLAIN_NUMBER, PLAIN_NUMBER, ODD_NUMBER)
 TOKEN = st.builds(lambda text, flag, score: {"text": text, "high_entropy": flag, **({} if score is None else {"entropy_score": score})},
                   TEXT, st.booleans(), st.none() | NUMBER)
 
@@ -117,6 +119,32 @@ def records(draw):
 def test_fast_parse_equals_plain_parse(items, indent, ensure_ascii):
     data = dump(items, indent=indent, ensure_ascii=ensure_ascii)
     assert same(readers.loads_lightrft(data), loads(data))
+
+
+PLAIN_TOKEN = st.builds(lambda text, flag, score: {"text": text, "high_entropy": flag, **({} if score is None else {"entropy_score": score})},
+                        st.text(max_size=5), st.booleans(), st.none() | PLAIN_NUMBER)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(PLAIN_TOKEN, min_size=1, max_size=8), min_size=1, max_size=6), st.data())
+def test_fast_parse_takes_its_shortcut_on_the_savers_shape(monkeypatch, arrays, data):
+    # what the saver writes (pure right after generated_tokens when it has more than one entry):
+    # the shortcut is taken (a shorter text parsed, once) and the result is the plain parse's
+    items = []
+    for gen in arrays:
+        record = {"global_step": 1, "generated_tokens": gen}
+        if len(gen) > 1:
+            record["pure_generated_tokens"] = gen[1:]
+        record["advantages"] = data.draw(PLAIN_NUMBER | ODD_NUMBER)
+        items.append(record)
+    written = dump(items)
+    expected = loads(written)
+    parsed: list[int] = []
+    monkeypatch.setattr(readers, "loads", lambda text: (parsed.append(len(text)), loads(text))[1])
+    assert same(readers.loads_lightrft(written), expected)
+    if any(len(gen) > 1 for gen in arrays):
+        assert len(readers._cuts(written)) == sum(len(gen) > 1 for gen in arrays)
+        assert len(written) not in parsed  # never fell back to the plain parse
 
 
 @pytest.mark.parametrize("damage", ["truncated", "extra comma", "pure differs", "nan in tokens", "1e-05 score"])

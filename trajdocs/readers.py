@@ -160,14 +160,18 @@ def _cuts(data: bytes) -> list[tuple[int, int]]:
     cuts, pos = [], 0
     while (key := data.find(GEN_OPEN, pos)) >= 0:
         first = data.find(FIRST_END, key)
-        follower = data.find(PURE_OPEN, key)
-        if first < 0 or follower < 0:
+        if first < 0:
             break
-        start = first + len(FIRST_END)
+        start = pos = first + len(FIRST_END)
+        if data[start:start + 1] != b",":
+            continue  # one entry (immediate end of sequence): nothing repeated
+        follower = data.find(PURE_OPEN, start)
+        if follower < 0:
+            break
         end = follower - len(GEN_END)
-        if data[start:start + 1] == b"," and start < end and data[end:follower] == GEN_END:
+        if start < end and data[end:follower] == GEN_END:
             cuts.append((start, end))
-        pos = follower
+            pos = follower
     return cuts
 
 
