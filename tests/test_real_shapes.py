@@ -243,6 +243,7 @@ def test_one_token_and_immediate_eos_responses(tmp_path):
     assert (first.tokens.texts, first.tokens.flags, first.tokens.scores) == (["4", ""], [True, False], [0.5, None])
     assert (second.tokens.texts, second.tokens.flags, second.tokens.scores) == ([""], [True], [0.25])
     assert second.prompt_tail == "\n" and second.tokens.end
+    assert first.prompt == second.prompt == QWEN_PROMPT.format(q="What is 2+2?")  # grouped by prompt
 
 
 # --- 4. marker files keep their prompt ----------------------------------------------------------
@@ -272,6 +273,13 @@ def test_prompt_never_guessed_where_the_response_fits_twice():
     assert readers.prompt_of("Q: 你好?\nA: 好<|im_end|>", "\ufffd\ufffd") is None  # " 好" fits as well as "好"
     assert readers.prompt_of("Q: 你好?\nA: X好<|im_end|>", "X\ufffd\ufffd") == "Q: 你好?\nA: "
     assert readers.prompt_of("Q: x\nA: y", "\ufffdz") is None
+    # the response must end the sequence (but for special tokens): "end" is not the one in <|im_end|>
+    assert readers.prompt_of("Q: the end?<|im_start|>assistant\nend<|im_end|>", "end") == \
+        "Q: the end?<|im_start|>assistant\n"
+    assert readers.prompt_of("Q: e<|im_end|>", "d") is None  # only inside the end marker
+    # an immediate end of sequence: the prompt ends with the assistant header
+    assert readers.prompt_of("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n<|im_end|>", "") == \
+        "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
 
 
 # --- 5. single values where per-token lists were expected ---------------------------------------

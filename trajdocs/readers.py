@@ -264,7 +264,7 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
             if traj.generated_text:
                 traj.generated_text = MARKER.sub(r"\1", traj.generated_text)
 
-    if traj.full_sequence and traj.pure_generated_text:
+    if traj.full_sequence and traj.pure_generated_text is not None:
         traj.prompt = prompt_of(traj.full_sequence, traj.pure_generated_text)
 
     if traj.tokens is None and traj.pure_generated_text is None and traj.generated_text is None:
@@ -357,20 +357,27 @@ def _same_json(a: Any, b: Any) -> bool:
 
 UNKNOWN_RUN = re.compile("\ufffd+")
 END_OF_TEXT = r"(?:<[^<>\s]{1,40}>|\s)*\Z"  # special tokens (end of sequence, padding) after a response
+AFTER_RESPONSE = re.compile(END_OF_TEXT)
 ASSISTANT_STARTS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|end_header_id|>\n\n",
                     "<|Assistant|>", "<|assistant|>\n")
 
 
 def prompt_of(full_sequence: str, response: str) -> str | None:
     """The prompt: `full_sequence` up to where the response starts, or None when that place
-    cannot be found for sure. The response is the decoded response text; where it was joined
-    from tokens decoded one by one (marker files), characters split over several byte-level
-    tokens are U+FFFD pieces there but whole characters in `full_sequence`: a run of m pieces
-    then stands for 1 to m characters. The start must be unique (or at the end of the chat
-    template's last assistant header)."""
-    cut = full_sequence.rfind(response)
-    if cut > 0:
-        return full_sequence[:cut]
+    cannot be found for sure. The response must be followed by nothing but special tokens (the
+    end of sequence, padding). An empty response (an immediate end of sequence) starts where the
+    chat template's last assistant header ends. Where the response was joined from tokens decoded
+    one by one (marker files), characters split over several byte-level tokens are U+FFFD pieces
+    there but whole characters in `full_sequence`: a run of m pieces then stands for 1 to m
+    characters, and the place must be unique (or at the end of the assistant header)."""
+    header = max((full_sequence.rfind(h) + len(h) for h in ASSISTANT_STARTS if h in full_sequence), default=-1)
+    if not response:
+        return full_sequence[:header] if header > 0 and AFTER_RESPONSE.match(full_sequence, header) else None
+    end = len(full_sequence)
+    while (cut := full_sequence.rfind(response, 0, end)) > 0:
+        if AFTER_RESPONSE.match(full_sequence, cut + len(response)):
+            return full_sequence[:cut]
+        end = cut + len(response) - 1
     if "\ufffd" not in response:
         return None
     pieces, pos = [], 0
@@ -382,7 +389,6 @@ def prompt_of(full_sequence: str, response: str) -> str | None:
         pattern = re.compile("".join(pieces) + END_OF_TEXT, re.S)
     except (re.error, OverflowError, RecursionError):
         return None
-    header = max((full_sequence.rfind(h) + len(h) for h in ASSISTANT_STARTS if h in full_sequence), default=-1)
     if header > 0 and pattern.match(full_sequence, header):
         return full_sequence[:header]
     first = pattern.search(full_sequence)
