@@ -320,9 +320,11 @@ def test_verl_pages_show_no_entropy_controls_or_columns(tmp_path):
     html = read(site / "runs" / "verl" / "rollout" / "step-1" / "index.html")
     for absent in ("data-td-setting=\"mode\"", "data-td-setting=\"ratio\"", "td-legend", "td-colorbar",
                    "High-entropy", "high-entropy ratio", "mean entropy", "Total tokens", "data-td-toggle=\"scores\"",
-                   "data-td-setting=\"filter\"", "<th>Correct</th>", "<th>Advantage</th>", 'value="ratio-desc"'):
+                   "data-td-setting=\"filter\"", "<th>Correct</th>", "<th>Advantage</th>", 'value="ratio-desc"',
+                   "<th>Length</th>", 'value="len-desc"', "<td>—</td>"):
         assert absent not in html, absent
     summary = re.search(r'<p class="td-step-summary">(.*?)</p>', html).group(1)
     assert "—" not in summary
     table = read(site / "runs" / "verl" / "rollout" / "index.html")
     assert "<th>Mean entropy</th>" not in table and "<th>High-entropy ratio</th>" not in table
+    assert "<th>Mean response length</th>" not in table and "high-entropy ratio" not in table and "—" not in table

@@ -489,8 +489,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {len(steps)} steps '
                  f"({steps[0].step}–{steps[-1].step}) · {sum(s.trajectories for s in steps)} trajectories")
         if latest:
-            facts += (f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}, "
-                      f"high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}")
+            facts += f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}"
+            if latest.high_entropy_ratio is not None:  # only what the data has
+                facts += f", high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}"
         return facts + "</p>"
 
     def _finish_reading(self) -> None:

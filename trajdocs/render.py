@@ -354,6 +354,7 @@ class StepHas:
     tokens: bool = False  # token data (flags, scores) in some trajectory
     correct: bool = False  # a correct / incorrect verdict for some trajectory
     advantage: bool = False
+    length: bool = False  # a response length for some trajectory
     shifted: bool = False  # LightRFT saver's generated_tokens: scores moved onto the tokens they belong to
     texts: frozenset = frozenset()  # which of generated_text / pure_generated_text some tokenised trajectory has
 
@@ -364,10 +365,11 @@ class StepHas:
                  if value is not None}
         return cls(bool(tokenised), any(t.correct is not None for t in trajectories),
                    any(t.advantage is not None for t in trajectories),
+                   any(t.response_length is not None for t in trajectories),
                    any(t.tokens.end for t in tokenised), frozenset(texts))
 
 
-def controls_html(scale: EntropyScale, has: StepHas = StepHas(tokens=True, correct=True)) -> str:
+def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, True)) -> str:
     shown = {"meta"} | ({"scores", "stats"} | has.texts if has.tokens else set())
     boxes = "".join(
         f'<label><input type="checkbox" data-td-toggle="{key}"{" checked" if on else ""}> {label}</label>'
@@ -384,7 +386,7 @@ def controls_html(scale: EntropyScale, has: StepHas = StepHas(tokens=True, corre
                   f'{start}%</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
                   f'as in file</button>')
     sorts = [(v, label) for v, label in SORTS if not (v.startswith("ratio") and not has.tokens)
-             and not (v.startswith("adv") and not has.advantage)]
+             and not (v.startswith("adv") and not has.advantage) and not (v.startswith("len") and not has.length)]
     sort = "".join(f'<option value="{v}">{label}</option>' for v, label in sorts)
     filters = ('<label>Show <select data-td-setting="filter"><option value="">all</option><option value="correct">'
                'correct</option><option value="incorrect">incorrect</option></select></label>') if has.correct else ""
@@ -422,7 +424,7 @@ def legend_html(scale: EntropyScale, shifted: bool = False) -> str:
 
 
 def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStats],
-                  has: StepHas = StepHas(tokens=True, correct=True, advantage=True)) -> str:
+                  has: StepHas = StepHas(True, True, True, True)) -> str:
     """One row per trajectory; the advantage, high-entropy and correct columns only where the step has them."""
     rows = []
     for t in trajectories:
@@ -430,14 +432,15 @@ def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStat
         cells = [f'<td><a href="#traj-{t.index}">{t.index}</a></td>', f"<td>{fmt_number(t.reward)}</td>"]
         if has.advantage:
             cells.append(f"<td>{fmt_number(t.advantage)}</td>")
-        cells.append(f"<td>{DASH if t.response_length is None else t.response_length}</td>")
+        if has.length:
+            cells.append(f"<td>{DASH if t.response_length is None else t.response_length}</td>")
         if has.tokens:
             cells.append(f"<td>{fmt_ratio(st.ratio)}</td>")
         if has.correct:
             cells.append(f"<td>{ {True: '✓', False: '✗', None: DASH}[t.correct]}</td>")
         rows.append(f'<tr data-index="{t.index}">{"".join(cells)}</tr>')
     head = ("<tr><th>Trajectory</th><th>Reward</th>" + ("<th>Advantage</th>" if has.advantage else "")
-            + "<th>Length</th>" + ("<th>High-entropy</th>" if has.tokens else "")
+            + ("<th>Length</th>" if has.length else "") + ("<th>High-entropy</th>" if has.tokens else "")
             + ("<th>Correct</th>" if has.correct else "") + "</tr>")
     return (f'<details class="td-summary-box" open><summary>Trajectories on this page</summary>'
             f'<table class="td-summary"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></details>')
@@ -530,10 +533,11 @@ def pager(urls: Sequence[str], current: int, trajectories: int, per_page: int) -
 def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> str:
     """Steps of an experiment; the accuracy and entropy columns only where some step has them."""
     accuracy = any(s.mean_accuracy is not None for s in summaries)
+    length = any(s.mean_response_length is not None for s in summaries)
     ratio = any(s.high_entropy_ratio is not None for s in summaries)
     entropy = any(s.mean_entropy is not None for s in summaries)
     head = ("<tr><th>Step</th><th>Trajectories</th><th>Mean reward</th>" + ("<th>Mean accuracy</th>" if accuracy else "")
-            + "<th>Mean response length</th>" + ("<th>High-entropy ratio</th>" if ratio else "")
+            + ("<th>Mean response length</th>" if length else "") + ("<th>High-entropy ratio</th>" if ratio else "")
             + ("<th>Mean entropy</th>" if entropy else "") + "<th>Status</th></tr>")
     rows = []
     for s, url in zip(summaries, urls):
@@ -546,7 +550,7 @@ def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> s
         rows.append(
             f'<tr><td><a href="{attr(url)}">{s.step}</a></td><td>{s.trajectories}</td>'
             f"<td>{fmt_number(s.mean_reward)}</td>" + (f"<td>{fmt_number(s.mean_accuracy)}</td>" if accuracy else "")
-            + f"<td>{fmt_number(s.mean_response_length)}</td>"
+            + (f"<td>{fmt_number(s.mean_response_length)}</td>" if length else "")
             + (f"<td>{fmt_ratio(s.high_entropy_ratio)}</td>" if ratio else "")
             + (f"<td>{fmt_number(s.mean_entropy)}</td>" if entropy else "") + f"<td>{status}</td></tr>")
     return f'<table class="td-table td-sortable td-steps"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
