@@ -118,6 +118,7 @@ PURE_OPEN = b'\n    "pure_generated_tokens": [\n'
 FIRST_END = b"\n      }"  # end of an array's first object
 GEN_END = b"\n    ],"
 COPY_TAG = "trajdocs-copy-"
+WRAP_HEAD, WRAP_TAIL = b'[\n  {\n    "k": [', b"\n    ]\n  }\n]"  # a list at a trajectory's key depth
 
 
 def loads_lightrft(data: bytes) -> Any:
@@ -128,10 +129,11 @@ def loads_lightrft(data: bytes) -> Any:
     of `pure_generated_tokens`, which comes right after it: a third of the file. Where a
     trajectory has both, in that order, `generated_tokens` loses all but its first entry and a
     placeholder before parsing, and is rebuilt as `[first] + pure_generated_tokens` after; but
-    only when the bytes cut are proven to be exactly that: the first entry and the rest must
-    equal orjson's indent-2 serialisation of the parsed values (the layout of Python's json.dump
-    with indent=2), byte for byte, and each placeholder must come back, in order, in a
-    trajectory's `generated_tokens`. Whenever that fails for any trajectory (other indentation,
+    only when the cut is proven: each placeholder must come back, in order, as the second and
+    last entry of a trajectory's `generated_tokens` (so the bytes before the cut are its first
+    entry and the array closes right after), and the bytes cut must equal orjson's indent-2
+    serialisation of that trajectory's parsed `pure_generated_tokens` entries (the layout of
+    Python's json.dump with indent=2), byte for byte. Whenever that fails for any trajectory (other indentation,
     ensure_ascii escapes, a float orjson writes differently, NaN, arrays that differ), the whole
     file is parsed plainly."""
     cuts = _cuts(data) if data.startswith(b"[\n  {") else []
@@ -177,8 +179,8 @@ def _cuts(data: bytes) -> list[tuple[int, int]]:
 
 def _restore(doc: Any, data: bytes, cuts: list[tuple[int, int]], tag: str, exact: bool) -> bool:
     """Rebuild each cut `generated_tokens` as [first] + pure_generated_tokens; true only if every
-    placeholder came back, in order, as a trajectory's `generated_tokens[1]`, and the bytes cut
-    are exactly that trajectory's first entry and pure_generated_tokens serialised."""
+    placeholder came back, in order, as the last of a trajectory's two `generated_tokens`, and
+    the bytes cut are exactly "," and that trajectory's pure_generated_tokens entries serialised."""
     if not isinstance(doc, list):
         return False
     found = 0
@@ -191,18 +193,17 @@ def _restore(doc: Any, data: bytes, cuts: list[tuple[int, int]], tag: str, exact
         pure = obj.get("pure_generated_tokens")
         if found >= len(cuts) or gen[1] != f"{tag}-{found}" or type(pure) is not list or not pure:
             return False
+        # gen[0] was parsed from the very bytes the file has before the cut, and the placeholder
+        # closes the array: the cut bytes must be "," and pure_generated_tokens' entries exactly,
+        # serialised at the depth they have in the file
         try:
-            first = orjson.dumps(gen[0], option=orjson.OPT_INDENT_2)
-            rest = orjson.dumps(pure, option=orjson.OPT_INDENT_2)
+            rest = orjson.dumps([{"k": pure}], option=orjson.OPT_INDENT_2)[len(WRAP_HEAD):-len(WRAP_TAIL)]
         except (TypeError, orjson.JSONEncodeError):
             return False
-        if not exact and (b"null" in first or b"null" in rest):  # NaN and infinities become null
-            return False
+        if not exact and (b": null" in rest or b" null," in rest or b" null\n" in rest or rest.endswith(b" null")):
+            return False  # orjson writes NaN and infinities as null: no proof
         start, end = cuts[found]
-        first = b"\n      " + first.replace(b"\n", b"\n      ")
-        rest = b"," + rest[1:-2].replace(b"\n", b"\n    ")  # without "[" and "\n]"
-        if not data.startswith(first, start - len(first)) or end - start != len(rest) \
-                or not data.startswith(rest, start):
+        if end - start - 1 != len(rest) or not data.startswith(rest, start + 1):
             return False
         obj["generated_tokens"] = [gen[0]] + pure
         found += 1
