@@ -371,16 +371,17 @@ def prompt_of(full_sequence: str, response: str) -> str | None:
     one by one (marker files), characters split over several byte-level tokens are U+FFFD pieces
     there but whole characters in `full_sequence`: a run of m pieces then stands for 1 to m
     characters, and the place must be unique (or at the end of the assistant header)."""
+    if response:
+        end = len(full_sequence)
+        while (cut := full_sequence.rfind(response, 0, end)) > 0:
+            if AFTER_RESPONSE.match(full_sequence, cut + len(response)):
+                return full_sequence[:cut]
+            end = cut + len(response) - 1
+        if "\ufffd" not in response:
+            return None
     header = max((full_sequence.rfind(h) + len(h) for h in ASSISTANT_STARTS if h in full_sequence), default=-1)
     if not response:
         return full_sequence[:header] if header > 0 and AFTER_RESPONSE.match(full_sequence, header) else None
-    end = len(full_sequence)
-    while (cut := full_sequence.rfind(response, 0, end)) > 0:
-        if AFTER_RESPONSE.match(full_sequence, cut + len(response)):
-            return full_sequence[:cut]
-        end = cut + len(response) - 1
-    if "\ufffd" not in response:
-        return None
     pieces, pos = [], 0
     for m in UNKNOWN_RUN.finditer(response):
         pieces += [re.escape(response[pos:m.start()]), f".{{1,{m.end() - m.start()}}}"]
