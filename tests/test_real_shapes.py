@@ -207,6 +207,9 @@ def test_badges_from_a_scalar_accuracy_field_or_the_rule(tmp_path):
     assert re.findall(r'data-correct="(\d)"', html) == ["0", "0", "0", "0"]
     html = read(site / "runs" / "lrft" / "step-1" / "index.html")
     assert "data-correct" not in html and "correct rule: score is missing in 4 trajectories" in html
+    from trajdocs.cli import main  # trajdocs check reports the same, with the same rule
+    assert main(["check", str(tmp_path / "results"), "--correct", "score", "--correct-min", "0.5"]) == 1
+    assert main(["check", str(tmp_path / "results" / "verl"), "--correct", "score"]) == 0
 
 
 # --- 3. scores on the tokens they belong to -----------------------------------------------------

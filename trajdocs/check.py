@@ -6,10 +6,11 @@ import os
 from typing import Callable
 
 from .discover import duplicate_steps, find_experiments
-from .readers import detect_format, read_step
+from .readers import CorrectRule, detect_format, read_step
 
 
-def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] = print) -> int:
+def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] = print,
+               rule: "CorrectRule | None" = None) -> int:
     """Print experiments, steps, formats and every problem; return the number of problems."""
     problems = 0
     missing = [p for p in paths if not os.path.isdir(p)]
@@ -28,7 +29,7 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
             out(f"  step {step}: more than one file")
             problems += 1
         for step in exp.steps:
-            data = read_step(step.path, fmt)
+            data = read_step(step.path, fmt, rule)
             steps += 1
             if data.unreadable:
                 out(f"  {step.path}: unreadable: {data.unreadable}")

@@ -31,8 +31,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from .check import check_runs
+    from .readers import CorrectRule
 
-    return 1 if check_runs(args.paths, args.format) else 0
+    rule = CorrectRule(args.correct, args.correct_min) if args.correct else None
+    return 1 if check_runs(args.paths, args.format, rule=rule) else 0
 
 
 SITE_CONFIG = """\
@@ -164,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate run folders without building; exit 1 on any problem")
     check.add_argument("paths", nargs="+", help="run folders, as in the plugin's 'runs' option")
     check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto")
+    check.add_argument("--correct", metavar="FIELD", help="as the plugin's 'correct' option: field deciding correct")
+    check.add_argument("--correct-min", metavar="N", type=float, default=1.0, help="its threshold (default 1)")
     check.set_defaults(run=_check)
 
     init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder")
