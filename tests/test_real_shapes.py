@@ -182,7 +182,8 @@ def test_no_badge_from_reward_or_micro_batch_lists(tmp_path):
     html = read(site / "runs" / "exp" / "step-1" / "index.html")
     assert "data-correct" not in html and "td-badge" not in html
     assert "<th>Correct</th>" not in html and 'value="correct"' not in html
-    assert "reward_metrics.accuracy_reward</dt><dd><span class=\"td-list\">list of 4" in html  # shown as it is
+    assert ('reward_metrics.accuracy_reward</dt><dd><span class="td-list">list of 4: 0, 1, 0, 1</span> '
+            '<span class="td-single"') in html and "(whole micro-batch)" in html  # shown as what it is
     assert "Mean accuracy" not in read(site / "runs" / "exp" / "index.html")
 
 

@@ -29,6 +29,7 @@ class ListSummary:
     min: Union[float, None]
     max: Union[float, None]
     non_numeric: int = 0
+    values: tuple = ()  # the values themselves when the list is short (at most SHORT_LIST)
 
 
 Scalar = Union[str, int, float, bool, None]

@@ -545,6 +545,9 @@ class _Meta:
             self.fields["…"] = f"{self.dropped} more fields not shown"
 
 
+SHORT_LIST = 8  # numeric lists up to this long are shown value by value
+
+
 def summarize_list(values: list) -> MetaValue:
     if len(values) <= 8 and all(v is None or isinstance(v, (str, bool)) for v in values):
         return _as_text(values)
@@ -554,7 +557,8 @@ def summarize_list(values: list) -> MetaValue:
         except TypeError:
             total = math.nan
         if math.isfinite(total):  # then no value is NaN or infinite
-            return ListSummary(len(values), total / len(values), float(min(values)), float(max(values)))
+            return ListSummary(len(values), total / len(values), float(min(values)), float(max(values)),
+                               values=tuple(values) if len(values) <= SHORT_LIST else ())
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     finite = [v for v in numbers if math.isfinite(v)]
     return ListSummary(

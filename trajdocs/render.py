@@ -54,6 +54,9 @@ class RenderOptions:
 def fmt_value(value: MetaValue) -> str:
     """Metadata value as escaped HTML."""
     if isinstance(value, ListSummary):
+        if value.values:
+            shown = ", ".join(fmt_number(v) for v in value.values)
+            return f'<span class="td-list">{esc(f"list of {value.length}: {shown}")}</span>'
         parts = [f"list of {value.length}"]
         if value.mean is not None:
             parts.append(f"mean {fmt_number(value.mean)}, min {fmt_number(value.min)}, max {fmt_number(value.max)}")
@@ -182,16 +185,24 @@ PER_TOKEN_FIELDS = ("advantages", "return", "values", "action_log_probs")  # lis
 def metadata_html(meta: dict[str, MetaValue]) -> str:
     if not meta:
         return ""
-    rows = "".join(f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v)}{SINGLE_NOTE if k in PER_TOKEN_FIELDS and _single(v) else ''}"
-                   "</dd></div>" for k, v in meta.items())
+    rows = "".join(f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v)}{_value_note(k, v)}</dd></div>" for k, v in meta.items())
     return f'<dl class="td-meta">{rows}</dl>'
 
 
 SINGLE_NOTE = ' <span class="td-single" title="one value for the trajectory, not a list per token">(single value)</span>'
 
 
-def _single(value: MetaValue) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+BATCH_NOTE = (' <span class="td-single" title="LightRFT\'s saver writes a reward metric it cannot split per sample '
+              'as the whole list: never used as this trajectory\'s value">(whole micro-batch)</span>')
+
+
+def _value_note(key: str, value: MetaValue) -> str:
+    """What a value is, where it is not what its name suggests."""
+    if key in PER_TOKEN_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return SINGLE_NOTE
+    if key.startswith("reward_metrics.") and isinstance(value, ListSummary):
+        return BATCH_NOTE
+    return ""
 
 
 SPECIAL_RUN = re.compile(r"(<\|[^|<>\s]{1,64}\|>)\1+")
