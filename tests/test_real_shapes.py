@@ -332,3 +332,13 @@ def test_verl_pages_show_no_entropy_controls_or_columns(tmp_path):
     table = read(site / "runs" / "verl" / "rollout" / "index.html")
     assert "<th>Mean entropy</th>" not in table and "<th>High-entropy ratio</th>" not in table
     assert "<th>Mean response length</th>" not in table and "high-entropy ratio" not in table and "—" not in table
+
+
+@pytest.mark.parametrize("option", [{"field": ""}, {"field": "acc", "min": "1"}, {"fields": "acc"}, {"min": 1}])
+def test_a_wrong_correct_option_is_refused(tmp_path, option, caplog):
+    from mkdocs.exceptions import Abort
+
+    write_step(tmp_path / "results", "exp", 1, [saver_record(1, 0, [tok("a", True, 1.0)])])
+    with pytest.raises(Abort):
+        build_site(tmp_path, plugin={"runs": "results", "correct": option})
+    assert "'correct' must be {field:" in caplog.text
