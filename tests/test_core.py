@@ -104,9 +104,11 @@ def test_demo_writes_lightrft_shaped_runs(tmp_path):
         assert r["generated_tokens"][1:] == pure
         assert "".join(t["text"] for t in pure) == r["pure_generated_text"]
         assert all(("entropy_score" in t) == t["high_entropy"] for t in pure)  # scores only on flagged tokens
-        assert sum(t["high_entropy"] for t in pure) == max(1, int(len(pure) * 0.2))
+        # as the saver pairs them: entry j carries response token j's flag, the last the end of sequence's
+        assert sum(t["high_entropy"] for t in r["generated_tokens"]) == max(1, int(len(pure) * 0.2))
+        assert not r["generated_tokens"][-1]["high_entropy"]
         assert r["full_sequence"].endswith(r["pure_generated_text"] + "<|im_end|>")
-        assert len(r["advantages"]) == len(pure) and math.isfinite(r["advantages"][0])
+        assert len(r["advantages"]) == len(r["generated_tokens"]) and math.isfinite(r["advantages"][0])
     assert "synthetic" in Path(files[0]).parts[-3]
 
 

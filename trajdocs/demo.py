@@ -123,10 +123,13 @@ def trajectory(rng: random.Random, step: int, exp_index: int, sample: int, probl
             obj["entropy_score"] = scores[i]
         return obj
 
-    pure = [token(i, t) for i, t in enumerate(tokens)]
-    tail = {"text": "\n", "high_entropy": False}
-    if opts.all_scores:
-        tail["entropy_score"] = 0.0
+    # LightRFT's saver pairs each action's flag and score with the token before it: entry j of
+    # generated_tokens has the text of response token j - 1 (entry 0: the prompt's last token)
+    # and response token j's flag and score; the last entry has the end of sequence's
+    end = {"text": "", "high_entropy": False, **({"entropy_score": 0.0} if opts.all_scores else {})}
+    marks = [token(i, t) for i, t in enumerate(tokens)] + [end]
+    generated = [{"text": text, **{k: v for k, v in mark.items() if k != "text"}}
+                 for text, mark in zip(["\n"] + tokens, marks)]
     reflections = {w: response.count(w) for w in ("Wait", "Alternatively", "Hmm", "re-check")}
     reward = 1.0 if correct else 0.0
     record = {
@@ -136,8 +139,8 @@ def trajectory(rng: random.Random, step: int, exp_index: int, sample: int, probl
         "full_sequence": prompt + response + "<|im_end|>",
         "generated_text": "\n" + response,
         "pure_generated_text": response,
-        "generated_tokens": [tail] + pure,
-        "pure_generated_tokens": pure,
+        "generated_tokens": generated,
+        "pure_generated_tokens": generated[1:],
         "label": "synthetic_math_rule",
         "reference": str(answer),
         "repeat_score": round(rng.uniform(0.0, 0.25), 4),
@@ -158,7 +161,8 @@ def trajectory(rng: random.Random, step: int, exp_index: int, sample: int, probl
         "images_base64": None,
     }
     if opts.token_lists:
-        record["action_log_probs"] = [round(-s * rng.uniform(0.3, 0.7) - rng.uniform(0, 0.05), 4) for s in scores]
+        # one per action: the response tokens and the end of sequence
+        record["action_log_probs"] = [round(-s * rng.uniform(0.3, 0.7) - rng.uniform(0, 0.05), 4) for s in scores + [0.0]]
     return record
 
 
@@ -168,7 +172,7 @@ def _group_advantages(group: list[dict], token_lists: bool) -> None:
     std = (sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5
     for t, r in zip(group, rewards):
         adv = round((r - mean) / (std + 1e-6), 4)
-        n = t["response_token_count"]
+        n = t["response_token_count"] + 1  # one per action: the response tokens and the end of sequence
         t["advantages"] = [adv] * n if token_lists else adv
         t["return"] = [adv] * n if token_lists else adv
 
