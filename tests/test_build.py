@@ -234,7 +234,7 @@ def test_nan_values_read_and_stay_out_of_means(tmp_path):
     row = re.search(r'step-1/">1</a></td><td>2</td><td>([^<]+)</td>', table)
     assert row and float(row[1]) == 1.0
     html = read(site / "runs" / "exp" / "step-1" / "index.html")
-    assert "<dt>advantages</dt><dd>∞ <span class=\"td-single\"" in html and "reward NaN" in html
+    assert "<dt>advantages</dt><dd class=\"td-single\" title=\"one value for the trajectory, not a list per token\">∞</dd>" in html and "reward NaN" in html
     assert math.isclose(float(step_stats(html)[0][3]), 2.0)
 
 

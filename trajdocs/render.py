@@ -185,19 +185,18 @@ PER_TOKEN_FIELDS = ("advantages", "return", "values", "action_log_probs")  # lis
 def metadata_html(meta: dict[str, MetaValue]) -> str:
     if not meta:
         return ""
-    rows = "".join(f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v)}{_value_note(k, v)}</dd></div>" for k, v in meta.items())
+    rows = "".join(f"<div><dt>{esc(k)}</dt><dd{_value_note(k, v)}>{fmt_value(v)}</dd></div>" for k, v in meta.items())
     return f'<dl class="td-meta">{rows}</dl>'
 
 
-SINGLE_NOTE = ' <span class="td-single" title="one value for the trajectory, not a list per token">(single value)</span>'
-
-
-BATCH_NOTE = (' <span class="td-single" title="LightRFT\'s saver writes a reward metric it cannot split per sample '
-              'as the whole list: never used as this trajectory\'s value">(whole micro-batch)</span>')
+SINGLE_NOTE = ' class="td-single" title="one value for the trajectory, not a list per token"'
+BATCH_NOTE = (' class="td-batch" title="LightRFT\'s saver writes a reward metric it cannot split per sample '
+              'as the whole micro-batch\'s list: never used as this trajectory\'s value"')
 
 
 def _value_note(key: str, value: MetaValue) -> str:
-    """What a value is, where it is not what its name suggests."""
+    """Attributes of a value that is not what its name suggests; the note itself is drawn by CSS,
+    so the value's text stays exactly the value."""
     if key in PER_TOKEN_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
         return SINGLE_NOTE
     if key.startswith("reward_metrics.") and isinstance(value, ListSummary):
