@@ -31,18 +31,33 @@ def tok(text: str, high: bool = False, score: float | None = None) -> dict:
     return obj
 
 
-def trajectory(step: int, index: int, tokens: list[dict], reward: float = 1.0, **extra) -> dict:
-    """One LightRFT trajectory as the newer TrajectorySaver writes it."""
+def saver_tokens(tokens: list[dict], end: dict | None = None, tail: str = "\n") -> list[dict]:
+    """`generated_tokens` as LightRFT's saver writes it for response `tokens` (each with its own
+    flag and score): entry j has the text of the token before response token j (entry 0: the
+    prompt's last token, `tail`) and response token j's flag and score; the last entry carries the
+    end-of-sequence token's (`end`: unflagged unless given), whose text is not written."""
+    marks = [{k: v for k, v in t.items() if k != "text"} for t in tokens] + [end or {"high_entropy": False}]
+    return [{"text": text, **mark} for text, mark in zip([tail] + [t["text"] for t in tokens], marks)]
+
+
+def trajectory(step: int, index: int, tokens: list[dict], reward: float = 1.0, end: dict | None = None,
+               **extra) -> dict:
+    """One LightRFT trajectory as the newer TrajectorySaver writes it (`tokens`: the response
+    tokens with their own flags and scores, placed as the saver places them; `end`: the
+    end-of-sequence token's flag and score)."""
     text = "".join(t["text"] for t in tokens)
+    gen = saver_tokens(tokens, end)
     record = {
         "global_step": step, "experience_index": index // 4, "sample_in_exp": index % 4,
         "full_sequence": f"<|im_start|>user\nQuestion {index}?<|im_end|>\n<|im_start|>assistant\n{text}<|im_end|>",
         "generated_text": "\n" + text, "pure_generated_text": text,
-        "generated_tokens": [tok("\n")] + tokens, "pure_generated_tokens": tokens,
+        "generated_tokens": gen, "pure_generated_tokens": gen[1:],
         "label": "gsm8k_rule", "reference": "72", "response_token_count": len(tokens),
         "advantages": 0.5, "return": 0.5,
         "info": {"reward": reward, "response_length": len(tokens), "reward_metrics": {"accuracy": reward}},
     }
+    if len(gen) < 2:
+        del record["pure_generated_tokens"]  # the saver writes it for more than one entry only
     record.update(extra)
     return record
 
@@ -141,10 +156,13 @@ class TokenExtractor(HTMLParser):
             self._token["text"] += data
 
 
-def tokens_in(html: str) -> list[list[dict]]:
+def tokens_in(html: str, with_end: bool = False) -> list[list[dict]]:
+    """Tokens of each response; the end-of-sequence token (class td-end, no text) only with `with_end`."""
     parser = TokenExtractor()
     parser.feed(html)
-    return parser.containers
+    if with_end:
+        return parser.containers
+    return [[t for t in c if "td-end" not in (t["class"] or "").split()] for c in parser.containers]
 
 
 def read(path: Path) -> str:

@@ -39,8 +39,8 @@ def test_hover_shows_entropy_score(page, site):
     assert tip.is_visible()
     assert "entropy 2.7" in tip.inner_text()
     assert "“Let”" in tip.inner_text()
-    page.locator(".td-tokens i:not(.h)").first.hover()  # every token has details
-    assert "entropy not scored" in tip.inner_text() and "position 1" in tip.inner_text()
+    page.locator(".td-tokens i:not(.h)").first.hover()  # every token has details, only those in the file
+    assert "entropy" not in tip.inner_text() and "position 1" in tip.inner_text()
     page.locator(".td-traj-title").first.hover()
     assert not tip.is_visible()
     assert page.errors == [] and page.outside == []
@@ -154,8 +154,8 @@ def test_show_all_tokens_of_a_long_response(page, tmp_path, serve):
     assert page.locator(".td-pure pre").inner_text() == "".join(t["text"] for t in tokens)
     page.get_by_label("generated_text", exact=True).check()
     assert page.locator(".td-gen pre").inner_text() == "\n" + "".join(t["text"] for t in tokens)
-    page.get_by_role("button", name="Show the remaining 150 tokens").click()
-    assert page.locator(".td-tokens i").count() == 250
+    page.get_by_role("button", name="Show the remaining 151 tokens").click()  # with the end of sequence
+    assert page.locator(".td-tokens i:not(.td-end)").count() == 250
     assert page.locator(".td-tokens").inner_text() == "".join(t["text"] for t in tokens)
     page.locator(".td-tokens .h").last.hover()
     assert "position 240" in page.locator(".td-tip").inner_text()

@@ -49,12 +49,13 @@ def test_every_step_has_a_page_and_statistics_match_input(two_experiments):
         shown = step_stats(html)
         assert len(shown) == len(records)
         for record, cells in zip(records, shown):
-            total, high, mean = stats_of(record["pure_generated_tokens"])
+            # LightRFT's saver: the flags and scores of the response tokens and the end-of-sequence token
+            total, high, mean = stats_of(record["generated_tokens"])
             assert cells[0] == str(total)
             assert cells[1] == str(high)
             assert cells[2] == f"{100 * high / total:.1f}%"
             assert float(cells[3]) == pytest.approx(mean, abs=1e-4)
-        # the tokens shown are exactly the pure tokens, once each (not generated_tokens again)
+        # the tokens shown are exactly the pure tokens' texts, once each (not generated_tokens again)
         containers = tokens_in(html)
         assert [[t["text"] for t in c] for c in containers] == \
             [[t["text"] for t in r["pure_generated_tokens"]] for r in records]
@@ -63,16 +64,18 @@ def test_every_step_has_a_page_and_statistics_match_input(two_experiments):
 def test_experiment_table_lists_steps_in_numeric_order_with_aggregates(two_experiments):
     site = build_site(two_experiments["project"])
     html = read(site / "runs" / "exp-a" / "index.html")
-    rows = re.findall(r"<tr><td><a href=\"([^\"]+)\">(\d+)</a></td><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", html)
+    rows = re.findall(r"<tr><td><a href=\"([^\"]+)\">(\d+)</a></td><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>"
+                      r"<td>([^<]+)</td><td>([^<]+)</td>", html)
     assert [int(r[1]) for r in rows] == [5, 10, 100]
-    for href, step, count, reward, length, ratio in rows:
+    for href, step, count, reward, accuracy, length, ratio in rows:
         records = two_experiments["inputs"][("exp-a", int(step))]
         assert href == f"step-{step}/"
         assert (site / "runs" / "exp-a" / href / "index.html").exists()
         assert int(count) == len(records)
         assert float(reward) == pytest.approx(sum(r["info"]["reward"] for r in records) / len(records), abs=1e-4)
+        assert float(accuracy) == pytest.approx(sum(r["info"]["reward_metrics"]["accuracy"] for r in records) / len(records))
         assert float(length) == pytest.approx(sum(r["response_token_count"] for r in records) / len(records), abs=1e-4)
-        tokens = [t for r in records for t in r["pure_generated_tokens"]]
+        tokens = [t for r in records for t in r["generated_tokens"]]  # response tokens and end of sequence
         assert ratio == f"{100 * sum(t['high_entropy'] for t in tokens) / len(tokens):.1f}%"
 
 
@@ -231,7 +234,7 @@ def test_nan_values_read_and_stay_out_of_means(tmp_path):
     row = re.search(r'step-1/">1</a></td><td>2</td><td>([^<]+)</td>', table)
     assert row and float(row[1]) == 1.0
     html = read(site / "runs" / "exp" / "step-1" / "index.html")
-    assert "<dt>advantages</dt><dd>∞</dd>" in html and "reward NaN" in html
+    assert "<dt>advantages</dt><dd class=\"td-single\" title=\"one value for the trajectory, not a list per token\">∞</dd>" in html and "reward NaN" in html
     assert math.isclose(float(step_stats(html)[0][3]), 2.0)
 
 

@@ -36,12 +36,13 @@ def test_slugs_are_url_safe_and_unique(tmp_path):
     assert slugify("实验 一/run") == "实验-一/run"  # letters of any script stay in URLs
 
 
-def test_generated_tokens_only_drops_the_prompt_token(tmp_path):
+def test_generated_tokens_only_is_read_as_the_saver_pairs_it(tmp_path):
     record = trajectory(1, 0, [tok("a", True, 1.0), tok("b")])
     del record["pure_generated_tokens"]
     path = write_step(tmp_path, "e", 1, [record])
     (traj,) = read_step(str(path)).trajectories
-    assert traj.tokens.texts == ["a", "b"] and traj.prompt_tail == "\n"
+    assert traj.tokens.texts == ["a", "b", ""] and traj.prompt_tail == "\n" and traj.tokens.end
+    assert traj.tokens.flags == [True, False, False] and traj.tokens.scores == [1.0, None, None]
 
 
 def test_older_saver_markers(tmp_path):
@@ -115,32 +116,23 @@ def test_demo_writes_lightrft_shaped_runs(tmp_path):
 
 
 def test_repeated_tokens_are_skipped_only_when_the_cut_is_exact(tmp_path):
-    import orjson
-
-    from trajdocs.readers import without_repeated_tokens
+    from trajdocs.readers import _cuts, loads, loads_lightrft
 
     records = [trajectory(1, i, [tok("a]", True, 1.0), tok("\n  ],\n  \"x\""), tok("}")]) for i in range(3)]
     written = json.dumps(records, indent=2, ensure_ascii=False).encode()  # as LightRFT's saver writes
-    cut = without_repeated_tokens(written)
-    assert len(cut) < len(written)
-    for full, read in zip(orjson.loads(written), orjson.loads(cut)):
-        assert read["generated_tokens"] == []
-        assert {k: v for k, v in full.items() if k != "generated_tokens"} == \
-            {k: v for k, v in read.items() if k != "generated_tokens"}
-    assert cut.count(b'"generated_tokens": []') == 3  # every trajectory's, not only the first
+    assert len(_cuts(written)) == 3  # every trajectory's, not only the first
+    assert loads_lightrft(written) == loads(written) == records
     varied = [trajectory(1, i, [tok(f"t{j}", j % 2 == 0, 0.5) for j in range(n)]) for i, n in enumerate([0, 1, 2, 7, 0, 3])]
-    written = json.dumps(varied, indent=4, ensure_ascii=False).encode()
-    cut = without_repeated_tokens(written)
-    assert [r["pure_generated_tokens"] for r in orjson.loads(cut)] == [r["pure_generated_tokens"] for r in varied]
-    assert cut.count(b'"generated_tokens": []') == len(varied)
-    compact = json.dumps(records).encode()
-    assert without_repeated_tokens(compact) == compact
-    reordered = json.dumps([{"pure_generated_tokens": [], "generated_tokens": [{"text": "a"}]}], indent=2).encode()
-    assert without_repeated_tokens(reordered) == reordered
+    for indent in (2, 4, None):
+        written = json.dumps(varied, indent=indent, ensure_ascii=False).encode()
+        assert loads_lightrft(written) == loads(written) == varied
+    reordered = json.dumps([{"pure_generated_tokens": [{"text": "b"}], "generated_tokens": [{"text": "a"}, {"text": "b"}]}],
+                           indent=2).encode()
+    assert _cuts(reordered) == [] and loads_lightrft(reordered) == loads(reordered)
     # the reader still knows the prompt's last token and shows the same tokens
     path = write_step(tmp_path, "e", 1, records)
     (traj, *_) = read_step(str(path)).trajectories
-    assert traj.prompt_tail == "\n" and traj.tokens.texts == ["a]", "\n  ],\n  \"x\"", "}"]
+    assert traj.prompt_tail == "\n" and traj.tokens.texts == ["a]", "\n  ],\n  \"x\"", "}", ""]
 
 
 def test_cache_json_keeps_lone_surrogates():

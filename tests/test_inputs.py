@@ -143,7 +143,7 @@ def test_huge_values_stay_usable(tmp_path):
     assert "list of 2000; mean 999.5, min 0, max 1999" in html
     assert "reward_metrics.level39.level38.level37.level36" in html and "level0" in html  # deep rest as text
     assert html.count("<i") >= 100_000
-    assert 'Show the remaining 97,000 tokens' in html
+    assert 'Show the remaining 97,001 tokens' in html  # the end-of-sequence token is the last
     pages = sorted((site / "runs" / "big").glob("step-2*/index.html"))
     assert len(pages) == 11
     counts = [read(p).count('<section class="td-traj"') for p in pages]

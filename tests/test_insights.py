@@ -63,7 +63,7 @@ def test_chart_points_match_the_step_aggregates_and_link_to_steps(run_site):
     ratio = chart_points(html, "High-entropy ratio")
     for p in ratio:
         records = inputs[int(float(p["data-x"]))]
-        tokens = [t for r in records for t in r["pure_generated_tokens"]]
+        tokens = [t for r in records for t in r["generated_tokens"]]  # response tokens and end of sequence
         assert float(p["data-y"]) == pytest.approx(sum(t["high_entropy"] for t in tokens) / len(tokens))
     policy = chart_points(html, "Policy entropy")
     assert [float(p["data-y"]) for p in policy] == pytest.approx([0.55, 0.6, 0.7])

@@ -15,9 +15,10 @@ SCORES = [0.1, 3.2, 0.5, 2.0, 0.05, 1.1, 4.0, 0.3, 0.9, 2.6]  # every token scor
 
 def scored_record(step: int, index: int, reward: float, shift: float = 0.0) -> dict:
     tokens = [tok(f" t{i}", high=s >= 2.6, score=round(s + shift, 3)) for i, s in enumerate(SCORES)]
-    return trajectory(step, index, tokens, reward=reward,
-                      action_log_probs=[round(-s / 2, 3) for s in SCORES],
-                      advantages=[reward - 0.5] * len(SCORES),
+    # one log-prob and advantage per action: the response tokens and the end of sequence
+    return trajectory(step, index, tokens, reward=reward, end={"high_entropy": False, "entropy_score": 0.0},
+                      action_log_probs=[round(-s / 2, 3) for s in SCORES] + [-0.01],
+                      advantages=[reward - 0.5] * (len(SCORES) + 1),
                       info={"reward": reward, "reward_metrics": {"accuracy": 1.0 if reward > 0.5 else 0.0}})
 
 
@@ -62,8 +63,8 @@ def test_heat_map_needs_scores_on_every_token(page, tmp_path, serve):
     write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, [tok("a", True, 2.0), tok("b")])])
     build_site(tmp_path)
     page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
-    assert page.locator("option[value='heat']").is_disabled()
-    assert page.locator("[data-td-setting='ratio']").get_attribute("max") == "50"  # file ratio: 50%
+    assert page.locator("[data-td-setting='mode']").count() == 0  # no heat map to choose
+    assert page.locator("[data-td-setting='ratio']").get_attribute("max") == "33"  # file ratio: 1 of 3 tokens
 
 
 def test_details_show_log_prob_and_advantage(page, viewer_site):
@@ -158,4 +159,48 @@ def test_settings_apply_without_instant_navigation(page, tmp_path, serve):
     assert page.evaluate("window.__samePage") is None  # a real page load
     assert section_order(page) == [1, 0]
     assert "e9" in (page.locator(".td-traj").first.locator(".td-tokens i").nth(6).get_attribute("class") or "")
+    assert page.errors == [] and page.outside == []
+
+
+def test_real_shapes_on_the_page(page, tmp_path, serve):
+    """LightRFT's saver shape: the end-of-sequence token has its details; a run of image pads is
+    one element that copies back whole; a verl step has no entropy controls; no console errors."""
+    gen = [{"text": "\n", "high_entropy": True, "entropy_score": 3.5}, {"text": "A", "high_entropy": False},
+           {"text": " cat", "high_entropy": True, "entropy_score": 1.25}]
+    prompt = "<|im_start|>user\n<|vision_start|>" + "<|image_pad|>" * 324 + "<|vision_end|>What?<|im_end|>\n<|im_start|>assistant\n"
+    record = {"global_step": 1, "full_sequence": prompt + "A cat<|im_end|>", "generated_text": "\nA cat",
+              "pure_generated_text": "A cat", "generated_tokens": gen, "pure_generated_tokens": gen[1:],
+              "advantages": 0.5, "info": {"reward": 1.0}}
+    write_step(tmp_path / "results", "exp", 1, [record])
+    verl = tmp_path / "results" / "verl"
+    verl.mkdir()
+    (verl / "1.jsonl").write_text('{"input": "user\\nQ\\nassistant\\n", "output": "4", "score": 1.0, "step": 1}\n')
+    build_site(tmp_path, strict=True)
+    base = serve(tmp_path / "site")
+    page.goto(base + "runs/exp/step-1/")
+    tokens = page.locator(".td-tokens i")
+    assert tokens.count() == 3 and tokens.nth(0).inner_text() == "A"
+    tokens.nth(0).hover()
+    assert "entropy 3.5" in page.locator(".td-tip").inner_text()  # the first response token's own score
+    tokens.nth(2).hover()
+    tip = page.locator(".td-tip").inner_text()
+    assert "entropy 1.25" in tip and "end of sequence" in tip and "position 2" in tip
+    assert "advantage" not in tip  # a single value: nothing per token
+    page.locator("details.td-prompt summary").first.click()
+    run = page.locator(".td-run")
+    assert run.count() == 1 and run.inner_text() == "<|image_pad|>" and run.get_attribute("data-n") == "324"
+    assert "×324" in run.evaluate("e => getComputedStyle(e, '::after').content")
+    copied = page.evaluate("""() => {
+        const pre = document.querySelector('details.td-prompt pre');
+        const range = document.createRange(); range.selectNodeContents(pre);
+        const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+        const event = new ClipboardEvent('copy', {clipboardData: new DataTransfer(), bubbles: true, cancelable: true});
+        pre.dispatchEvent(event);
+        return event.clipboardData.getData('text/plain');
+    }""")
+    assert copied == prompt  # each run back in full
+    page.goto(base + "runs/verl/step-1/")
+    assert page.locator(".td-traj").count() == 1
+    assert page.locator("[data-td-setting='mode'], [data-td-setting='ratio'], [data-td-setting='filter']").count() == 0
+    assert page.locator("[data-td-setting='sort']").count() == 1
     assert page.errors == [] and page.outside == []

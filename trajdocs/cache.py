@@ -66,7 +66,7 @@ def render_step(step: int, path: str, fmt: str, options: RenderOptions,
     """Read, summarise and render one step file: aggregates, page bodies, the extras that
     experiment-wide views merge (forking tokens, prompt groups), and the texts the pages show cut.
     With `render` false only the aggregates (the same ones) and the cut texts. Never raises."""
-    data = read_step(path, fmt, options.max_file_bytes)
+    data = read_step(path, fmt, options.max_file_bytes, options.correct_rule())
     fragments: list[str] = []
     extras: dict = {}
     texts: dict = {}

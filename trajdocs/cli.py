@@ -40,8 +40,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from .check import check_runs
+    from .readers import CorrectRule
 
-    return 1 if check_runs(args.paths, args.format) else 0
+    rule = CorrectRule(args.correct, args.correct_min) if args.correct else None
+    return 1 if check_runs(args.paths, args.format, rule=rule) else 0
 
 
 SITE_CONFIG = """\
@@ -283,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="RUNS", help="run folders, as in the plugin's 'runs' option")
     check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto",
                        help="file format (default: auto, by file: .json LightRFT, .jsonl verl)")
+    check.add_argument("--correct", metavar="FIELD",
+                       help="as the plugin's 'correct' option: the field that says a trajectory is correct")
+    check.add_argument("--correct-min", metavar="N", type=float, default=1.0,
+                       help="the lowest value of that field counted as correct (default: %(default)s)")
     check.set_defaults(run=_check)
 
     init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder",

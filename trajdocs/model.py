@@ -14,6 +14,7 @@ class Tokens:
     flags: list[bool] = field(default_factory=list)
     scores: list[Union[float, None]] = field(default_factory=list)
     segments: bool = False  # entries are marked text runs (older saver), not single tokens
+    end: bool = False  # the last entry is the end-of-sequence token: its flag and score, no text written
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -28,6 +29,7 @@ class ListSummary:
     min: Union[float, None]
     max: Union[float, None]
     non_numeric: int = 0
+    values: tuple = ()  # the values themselves when the list is short (at most SHORT_LIST)
 
 
 Scalar = Union[str, int, float, bool, None]
@@ -47,8 +49,8 @@ class Trajectory:
     response_length: Union[int, None] = None
     metadata: dict[str, MetaValue] = field(default_factory=dict)
     advantage: Union[float, None] = None  # sequence-level: the scalar, or the mean of a per-token list
-    accuracy: Union[float, None] = None  # reward_metrics.accuracy or a similar field
-    correct: Union[bool, None] = None  # accuracy > 0 where there is one, else reward > 0
+    accuracy: Union[float, None] = None  # a per-trajectory accuracy field (or the `correct` rule's verdict)
+    correct: Union[bool, None] = None  # only from such a field (1 / 0, true / false) or the rule: never guessed
     token_values: dict[str, list] = field(default_factory=dict)  # per-token logprob / advantage lists, as read
     image_files: list[str] = field(default_factory=list)  # relative to the step file's folder
     image_data: list[str] = field(default_factory=list)  # base64 PNG

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import math
 import os
 import shutil
 import tempfile
@@ -61,6 +62,20 @@ class TrajdocsConfig(Config):
     max_file_mb = c.Type((int, float), default=2048)  # step files larger than this are not read
     max_text_chars = c.Type(int, default=1_000_000)  # longer texts are cut on pages (full text downloadable)
     allow_outside = c.Type(list, default=[])  # folders outside `runs` that links in it may lead to
+    correct = c.Type(dict, default={})  # {field: dotted path in each record, min: number}: correct / incorrect badges
+
+
+def correct_option(value: dict) -> tuple[str, float]:
+    """The `correct` option, checked: ("", 1.0) when unset."""
+    if not value:
+        return "", 1.0
+    field, minimum = value.get("field"), value.get("min", 1)
+    unknown = set(value) - {"field", "min"}
+    if unknown or not isinstance(field, str) or not field.strip() or isinstance(minimum, bool) \
+            or not isinstance(minimum, (int, float)) or not math.isfinite(minimum):
+        raise PluginError("trajdocs: 'correct' must be {field: a dotted field of each record, e.g. "
+                          "info.reward_metrics.accuracy_reward, min: a number (default 1)}")
+    return field.strip(), float(minimum)
 
 
 @dataclass
@@ -201,11 +216,12 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             raise PluginError("trajdocs: 'allow_outside' must be a list of folders")
         self.allow_outside = tuple(os.path.normpath(os.path.join(base, os.path.expanduser(a)))
                                    for a in self.config.allow_outside)
+        field, minimum = correct_option(self.config.correct)
         self.options = RenderOptions(per_page=self.config.trajectories_per_page, max_tokens=self.config.max_tokens,
                                      asset_base="../" if config.use_directory_urls else "",
                                      base_dir=os.path.normpath(os.path.join(base, os.path.expanduser(self.config.paths_relative_to))),
                                      max_file_bytes=int(self.config.max_file_mb * 2 ** 20),
-                                     max_text=self.config.max_text_chars)
+                                     max_text=self.config.max_text_chars, correct_field=field, correct_min=minimum)
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
@@ -535,8 +551,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {counted(len(steps), "step")} '
                  f"({steps[0].step}–{steps[-1].step}) · {counted(sum(s.trajectories for s in steps), 'trajectory', 'trajectories')}")
         if latest:
-            facts += (f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}, "
-                      f"high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}")
+            facts += f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}"
+            if latest.high_entropy_ratio is not None:  # only what the data has
+                facts += f", high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}"
         return facts + "</p>"
 
     def _finish_reading(self) -> None:

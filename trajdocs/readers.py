@@ -9,6 +9,7 @@ import re
 import stat
 from itertools import repeat
 from operator import is_, itemgetter
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -102,12 +103,14 @@ def detect_format(path: str) -> str:
 MAX_FILE_BYTES = 2 * 2 ** 30  # default cap on a step file's size (the `max_file_mb` option)
 
 
-def read_step(path: str, fmt: str = "auto", max_bytes: int = MAX_FILE_BYTES) -> StepData:
+def read_step(path: str, fmt: str = "auto", max_bytes: int = MAX_FILE_BYTES,
+              rule: "CorrectRule | None" = None) -> StepData:
     """Never raises: whatever goes wrong becomes a problem or the reason the file is unreadable.
     Only regular files of at most `max_bytes` are read (a FIFO would wait forever, a link to
-    /dev/zero never end)."""
+    /dev/zero never end). `rule` (the `correct` option) decides the correct / incorrect badges
+    where set."""
     try:
-        return _read_step(path, fmt, max_bytes)
+        return _read_step(path, fmt, max_bytes, rule)
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         return StepData(unreadable=f"could not be read ({type(err).__name__}: {err})")
 
@@ -130,7 +133,7 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def _read_step(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES) -> StepData:
+def _read_step(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES, rule: "CorrectRule | None" = None) -> StepData:
     result = StepData()
     try:
         data = read_regular_file(path, max_bytes)
@@ -147,16 +150,16 @@ def _read_step(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES) -> StepData
         fmt = detect_format(path)
     problems = Problems()
     if fmt == "verl":
-        result.trajectories = _read_verl(data, problems)
+        result.trajectories = _read_verl(data, problems, rule)
     else:
         try:
-            doc = loads(without_repeated_tokens(data))
+            doc = loads_lightrft(data)
         except (ValueError, UnicodeDecodeError) as err:
             doc = _with_replacement(data, problems) if isinstance(err, UnicodeDecodeError) else None
             if doc is None:
                 result.unreadable = _decode_error(err, data)
                 return result
-        result.trajectories = _read_lightrft(doc, problems)
+        result.trajectories = _read_lightrft(doc, problems, rule)
     _check_images(result.trajectories, os.path.dirname(path), problems)
     result.problems = list(problems)
     return result
@@ -164,41 +167,104 @@ def _read_step(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES) -> StepData
 
 # --- LightRFT -------------------------------------------------------------------------------
 
-GEN_KEY = b'"generated_tokens": ['
-PURE_KEY = b'"pure_generated_tokens": ['
-SKIPPED = b"[]"  # what a skipped generated_tokens array becomes
+GEN_OPEN = b'\n    "generated_tokens": [\n'  # a trajectory's keys in json.dump(indent=2) output
+PURE_OPEN = b'\n    "pure_generated_tokens": [\n'
+FIRST_END = b"\n      }"  # end of an array's first object
+GEN_END = b"\n    ],"
+COPY_TAG = "trajdocs-copy-"
+WRAP_HEAD, WRAP_TAIL = b'[\n  {\n    "k": [', b"\n    ]\n  }\n]"  # a list at a trajectory's key depth
 
 
-def without_repeated_tokens(data: bytes) -> bytes:
-    """Cut every `generated_tokens` array out of a pretty-printed LightRFT file before parsing:
-    it repeats `pure_generated_tokens` (which the saver writes right after it) plus the prompt's
-    last token, about a third of the bytes. The array's end is found by the rare key that follows
-    and checked to be `]` at the key's own indentation (no string holds a raw newline, nested
-    arrays are deeper), so the cut is exact; any other layout is returned unchanged."""
-    parts, pos, search = [], 0, 0
-    while (start := data.find(GEN_KEY, search)) >= 0:
-        indent = data[data.rfind(b"\n", 0, start) + 1:start]
-        follower = data.find(PURE_KEY, start)
-        close = b"\n" + indent + b"],\n" + indent
-        if not indent or indent.strip(b" ") or data[follower - len(close):follower] != close:
-            return data
-        parts += [data[pos:start + len(GEN_KEY) - 1], SKIPPED]
-        pos = search = follower - len(close) + len(indent) + 2  # from the "," after the array
-        # the pure array is the one just cut less its first entry: the next search can start past
-        # it (only where that end checks out; a wrong guess would only leave an array uncut)
-        first_end = data.find(b"\n" + indent + b"  },", start)
-        if 0 <= first_end < pos:
-            first_comma = first_end + len(indent) + 4
-            end = follower + len(PURE_KEY) - 1 + (pos - 1 - first_comma)  # the pure array's "]"
-            if data[end - len(indent) - 1:end + 1] == b"\n" + indent + b"]":
-                search = end
-    if not parts:
-        return data
+def loads_lightrft(data: bytes) -> Any:
+    """Parse a LightRFT step file. Guarantee: the result equals `loads(data)` (its plain twin,
+    which tests compare it with), and it raises where `loads` raises.
+
+    Shortcut: LightRFT's saver writes `generated_tokens` as its first entry followed by a copy
+    of `pure_generated_tokens`, which comes right after it: a third of the file. Where a
+    trajectory has both, in that order, `generated_tokens` loses all but its first entry and a
+    placeholder before parsing, and is rebuilt as `[first] + pure_generated_tokens` after; but
+    only when the cut is proven: each placeholder must come back, in order, as the second and
+    last entry of a trajectory's `generated_tokens` (so the bytes before the cut are its first
+    entry and the array closes right after), and the bytes cut must equal orjson's indent-2
+    serialisation of that trajectory's parsed `pure_generated_tokens` entries (the layout of
+    Python's json.dump with indent=2), byte for byte. Whenever that fails for any trajectory (other indentation,
+    ensure_ascii escapes, a float orjson writes differently, NaN, arrays that differ), the whole
+    file is parsed plainly."""
+    cuts = _cuts(data) if data.startswith(b"[\n  {") else []
+    if not cuts:
+        return loads(data)
+    tag = COPY_TAG + os.urandom(8).hex()
+    parts, pos = [], 0
+    for number, (start, end) in enumerate(cuts):
+        parts += [data[pos:start], f', "{tag}-{number}"'.encode()]
+        pos = end
     parts.append(data[pos:])
-    return b"".join(parts)
+    cut = b"".join(parts)
+    try:
+        doc, exact = orjson.loads(cut), True
+    except orjson.JSONDecodeError:
+        try:
+            doc, exact = loads(cut), False  # the stdlib's NaN has no exact orjson serialisation
+        except (ValueError, UnicodeDecodeError):
+            return loads(data)
+    return doc if _restore(doc, data, cuts, tag, exact) else loads(data)
 
 
-def _read_lightrft(doc: Any, problems: Problems) -> list[Trajectory]:
+def _cuts(data: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of `generated_tokens` arrays after their first entry, from the comma to the
+    last entry's end, where `pure_generated_tokens` follows (candidates: `_restore` proves them)."""
+    cuts, pos = [], 0
+    while (key := data.find(GEN_OPEN, pos)) >= 0:
+        first = data.find(FIRST_END, key)
+        if first < 0:
+            break
+        start = pos = first + len(FIRST_END)
+        if data[start:start + 1] != b",":
+            continue  # one entry (immediate end of sequence): nothing repeated
+        follower = data.find(PURE_OPEN, start)
+        if follower < 0:
+            break
+        end = follower - len(GEN_END)
+        if start < end and data[end:follower] == GEN_END:
+            cuts.append((start, end))
+            pos = follower
+    return cuts
+
+
+def _restore(doc: Any, data: bytes, cuts: list[tuple[int, int]], tag: str, exact: bool) -> bool:
+    """Rebuild each cut `generated_tokens` as [first] + pure_generated_tokens; true only if every
+    placeholder came back, in order, as the last of a trajectory's two `generated_tokens`, and
+    the bytes cut are exactly "," and that trajectory's pure_generated_tokens entries serialised."""
+    if not isinstance(doc, list):
+        return False
+    found = 0
+    for obj in doc:
+        if not isinstance(obj, dict):
+            continue
+        gen = obj.get("generated_tokens")
+        if type(gen) is not list or len(gen) != 2 or type(gen[1]) is not str or not gen[1].startswith(tag):
+            continue
+        pure = obj.get("pure_generated_tokens")
+        if found >= len(cuts) or gen[1] != f"{tag}-{found}" or type(pure) is not list or not pure:
+            return False
+        # gen[0] was parsed from the very bytes the file has before the cut, and the placeholder
+        # closes the array: the cut bytes must be "," and pure_generated_tokens' entries exactly,
+        # serialised at the depth they have in the file
+        try:
+            rest = orjson.dumps([{"k": pure}], option=orjson.OPT_INDENT_2)[len(WRAP_HEAD):-len(WRAP_TAIL)]
+        except (TypeError, orjson.JSONEncodeError):
+            return False
+        if not exact and (b": null" in rest or b" null," in rest or b" null\n" in rest or rest.endswith(b" null")):
+            return False  # orjson writes NaN and infinities as null: no proof
+        start, end = cuts[found]
+        if end - start - 1 != len(rest) or not data.startswith(rest, start + 1):
+            return False
+        obj["generated_tokens"] = [gen[0]] + pure
+        found += 1
+    return found == len(cuts)
+
+
+def _read_lightrft(doc: Any, problems: Problems, rule: "CorrectRule | None" = None) -> list[Trajectory]:
     if isinstance(doc, dict):
         if any(k in doc for k in ("generated_tokens", "pure_generated_text", "generated_text", "global_step")):
             problems.add("top level is one object, expected a list of trajectories: shown as one trajectory")
@@ -211,12 +277,15 @@ def _read_lightrft(doc: Any, problems: Problems) -> list[Trajectory]:
         return []
     if not doc:
         problems.add("the file holds an empty list: no trajectories")
-    trajectories = []
+    trajectories, records = [], []
     for i, item in enumerate(doc):
         if not isinstance(item, dict):
             problems.add(f"trajectory {i}: is {_kind(item)}, expected an object")
             continue
         trajectories.append(lightrft_trajectory(i, item, problems))
+        records.append(item)
+    if rule is not None:
+        apply_rule(trajectories, records, rule, problems)
     return trajectories
 
 
@@ -231,17 +300,13 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
         setattr(traj, name, value)
 
     pure, gen = obj.get("pure_generated_tokens"), obj.get("generated_tokens")
-    if isinstance(pure, list):
+    if isinstance(gen, list) and gen:
+        traj.tokens, traj.prompt_tail = saver_tokens(gen, where, problems)
+        if pure is not None and not _same_json(pure, gen[1:]):
+            problems.add(f"{where}: pure_generated_tokens is not generated_tokens without its first entry "
+                         "(as LightRFT's saver writes it): the tokens are shown from generated_tokens")
+    elif isinstance(pure, list):
         traj.tokens = parse_tokens(pure, f"{where}: pure_generated_tokens", problems)
-        if isinstance(gen, list) and len(gen) == len(pure) + 1:
-            traj.prompt_tail = parse_tokens(gen[:1], f"{where}: generated_tokens", problems).texts[0]
-        elif gen == [] and traj.generated_text and traj.pure_generated_text is not None \
-                and traj.generated_text.endswith(traj.pure_generated_text):  # skipped before parsing
-            traj.prompt_tail = traj.generated_text[:len(traj.generated_text) - len(traj.pure_generated_text)]
-    elif isinstance(gen, list) and gen:
-        tokens = parse_tokens(gen, f"{where}: generated_tokens", problems)
-        traj.prompt_tail = tokens.texts[0]
-        traj.tokens = Tokens(tokens.texts[1:], tokens.flags[1:], tokens.scores[1:])
     else:
         for name, value in (("pure_generated_tokens", pure), ("generated_tokens", gen)):
             if value is not None and not isinstance(value, list):
@@ -254,11 +319,8 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
             if traj.generated_text:
                 traj.generated_text = MARKER.sub(r"\1", traj.generated_text)
 
-    if traj.full_sequence:
-        response = traj.pure_generated_text
-        cut = traj.full_sequence.rfind(response) if response else -1
-        if cut > 0:
-            traj.prompt = traj.full_sequence[:cut]
+    if traj.full_sequence and traj.pure_generated_text is not None:
+        traj.prompt = prompt_of(traj.full_sequence, traj.pure_generated_text)
 
     if traj.tokens is None and traj.pure_generated_text is None and traj.generated_text is None:
         problems.add(f"{where}: no response (none of pure_generated_tokens, generated_tokens, "
@@ -286,7 +348,7 @@ def lightrft_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory
             problems.add(f"{where}: images_base64 is not a list of base64 strings")
     traj.reward = _number(info.get("reward"), obj.get("reward"))
     traj.accuracy = accuracy(info.get("reward_metrics"), info, obj)
-    traj.correct = correctness(traj.accuracy, traj.reward)
+    traj.correct = correctness(traj.accuracy)
     if traj.tokens is not None and not traj.tokens.segments:
         for name, key in (("logprob", "action_log_probs"), ("advantage", "advantages")):
             values = _aligned(obj.get(key), len(traj.tokens))
@@ -324,6 +386,71 @@ def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
     if not set(map(type, texts)) <= {str} or not set(map(type, scores)) <= {float, type(None)}:
         return _parse_odd_tokens(items, where, problems)
     return Tokens(texts, flags, scores)
+
+
+def saver_tokens(gen: list, where: str, problems: Problems) -> tuple[Tokens, str]:
+    """`generated_tokens` as LightRFT's saver writes it -> (response tokens, last prompt token).
+
+    Entry j holds the text of the sequence's token at prompt length - 1 + j (entry 0: the last
+    prompt token, then the response) but the flag and score of action j, the entropy of the
+    distribution that chose response token j (trajectory_saver.py pairs `action_entropy[j]` with
+    the state token before action j). So response token j is entry j + 1's text with entry j's
+    flag and score, and the last entry's flag and score belong to the final token (the end of
+    sequence), whose text the saver does not write: it becomes an empty last token (`end`)."""
+    tokens = parse_tokens(gen, f"{where}: generated_tokens", problems)
+    return Tokens(tokens.texts[1:] + [""], tokens.flags, tokens.scores, end=True), tokens.texts[0]
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    try:  # NaN is not equal to itself: compare as written
+        return orjson.dumps(a) == orjson.dumps(b)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+
+
+UNKNOWN_RUN = re.compile("\ufffd+")
+END_OF_TEXT = r"(?:<[^<>\s]{1,40}>|\s)*\Z"  # special tokens (end of sequence, padding) after a response
+AFTER_RESPONSE = re.compile(END_OF_TEXT)
+ASSISTANT_STARTS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                    "<|Assistant|>", "<|assistant|>\n")
+
+
+def prompt_of(full_sequence: str, response: str) -> str | None:
+    """The prompt: `full_sequence` up to where the response starts, or None when that place
+    cannot be found for sure. The response must be followed by nothing but special tokens (the
+    end of sequence, padding). An empty response (an immediate end of sequence) starts where the
+    chat template's last assistant header ends. Where the response was joined from tokens decoded
+    one by one (marker files), characters split over several byte-level tokens are U+FFFD pieces
+    there but whole characters in `full_sequence`: a run of m pieces then stands for 1 to m
+    characters, and the place must be unique (or at the end of the assistant header)."""
+    if response:
+        end = len(full_sequence)
+        while (cut := full_sequence.rfind(response, 0, end)) > 0:
+            if AFTER_RESPONSE.match(full_sequence, cut + len(response)):
+                return full_sequence[:cut]
+            end = cut + len(response) - 1
+        if "\ufffd" not in response:
+            return None
+    header = max((full_sequence.rfind(h) + len(h) for h in ASSISTANT_STARTS if h in full_sequence), default=-1)
+    if not response:
+        return full_sequence[:header] if header > 0 and AFTER_RESPONSE.match(full_sequence, header) else None
+    pieces, pos = [], 0
+    for m in UNKNOWN_RUN.finditer(response):
+        pieces += [re.escape(response[pos:m.start()]), f".{{1,{m.end() - m.start()}}}"]
+        pos = m.end()
+    pieces.append(re.escape(response[pos:]))
+    try:
+        pattern = re.compile("".join(pieces) + END_OF_TEXT, re.S)
+    except (re.error, OverflowError, RecursionError):
+        return None
+    if header > 0 and pattern.match(full_sequence, header):
+        return full_sequence[:header]
+    first = pattern.search(full_sequence)
+    if first is None or first.start() == 0 or pattern.search(full_sequence, first.start() + 1):
+        return None  # not found, or more than one place fits
+    return full_sequence[:first.start()]
 
 
 def _parse_odd_tokens(items: list, where: str, problems: Problems) -> Tokens:
@@ -376,8 +503,8 @@ def tokens_from_markers(text: str) -> Tokens:
 
 # --- verl -----------------------------------------------------------------------------------
 
-def _read_verl(data: bytes, problems: Problems) -> list[Trajectory]:
-    trajectories = []
+def _read_verl(data: bytes, problems: Problems, rule: "CorrectRule | None" = None) -> list[Trajectory]:
+    trajectories, records = [], []
     if data[:2] in UTF16_BOMS:  # a UTF-16 file (re-saved by an editor): verl writes UTF-8
         try:
             data = data.decode("utf-16").encode("utf-8", "surrogatepass")
@@ -404,6 +531,7 @@ def _read_verl(data: bytes, problems: Problems) -> list[Trajectory]:
                     problems.add(f"line {lineno}: {_first_bad_byte(line).split(' (')[0]} of the line and any "
                                  "further bytes that are not UTF-8 text are shown as \ufffd (U+FFFD)")
                     trajectories.append(verl_trajectory(len(trajectories), obj, problems))
+                    records.append(obj)
                     continue
             last = lineno == data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
             hint = " (the file may still be being written)" if last and not data.endswith(b"\n") else ""
@@ -414,8 +542,11 @@ def _read_verl(data: bytes, problems: Problems) -> list[Trajectory]:
             problems.add(f"line {lineno}: is {_kind(obj)}, expected an object")
             continue
         trajectories.append(verl_trajectory(len(trajectories), obj, problems))
+        records.append(obj)
     if not trajectories and not problems:
         problems.add("no samples in the file")
+    if rule is not None:
+        apply_rule(trajectories, records, rule, problems)
     return trajectories
 
 
@@ -427,8 +558,8 @@ def verl_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
     if output is None:
         problems.add(f"sample {index}: no output field")
     traj.reward = _number(obj.get("score"), obj.get("reward"))
-    traj.accuracy = accuracy(obj)
-    traj.correct = correctness(traj.accuracy, traj.reward)
+    traj.accuracy = accuracy(None, obj)
+    traj.correct = correctness(traj.accuracy)
     meta = _Meta()
     for key, value in obj.items():
         if key not in ("input", "output"):
@@ -490,6 +621,9 @@ class _Meta:
             self.fields["…"] = f"{self.dropped} more fields not shown"
 
 
+SHORT_LIST = 8  # numeric lists up to this long are shown value by value
+
+
 def summarize_list(values: list) -> MetaValue:
     if len(values) <= 8 and all(v is None or isinstance(v, (str, bool)) for v in values):
         return _as_text(values)
@@ -499,7 +633,8 @@ def summarize_list(values: list) -> MetaValue:
         except TypeError:
             total = math.nan
         if math.isfinite(total):  # then no value is NaN or infinite
-            return ListSummary(len(values), total / len(values), float(min(values)), float(max(values)))
+            return ListSummary(len(values), total / len(values), float(min(values)), float(max(values)),
+                               values=tuple(values) if len(values) <= SHORT_LIST else ())
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     finite = [v for v in numbers if math.isfinite(v)]
     return ListSummary(
@@ -511,28 +646,76 @@ def summarize_list(values: list) -> MetaValue:
     )
 
 
-CORRECTNESS_KEYS = ("accuracy", "acc", "correct", "is_correct", "accuracy_reward")
+ACCURACY_KEYS = ("acc", "accuracy", "correct", "is_correct")
 
 
-def accuracy(*sources: Any) -> float | None:
-    """The first accuracy-like field (bool as 1 / 0, or a number) in `sources`: reward_metrics,
-    info, the record."""
+def accuracy(reward_metrics: Any, *sources: Any) -> float | None:
+    """This trajectory's accuracy: the first of `acc`, `accuracy`, `correct`, `is_correct` (true /
+    false or a number) in `reward_metrics` (where any `accuracy...` name counts too) or in
+    `sources`. Only single values: a list (LightRFT writes the whole micro-batch's
+    `reward_metrics` on each sample) is not this trajectory's."""
+    if isinstance(reward_metrics, dict):
+        names = list(ACCURACY_KEYS) + sorted(k for k in reward_metrics if isinstance(k, str)
+                                            and k.startswith("accuracy") and k != "accuracy")
+        value = _first_scalar(reward_metrics, names)
+        if value is not None:
+            return value
     for source in sources:
         if isinstance(source, dict):
-            for key in CORRECTNESS_KEYS:
-                value = source.get(key)
-                if isinstance(value, (bool, int, float)) and math.isfinite(value):
-                    return float(value)
+            value = _first_scalar(source, ACCURACY_KEYS)
+            if value is not None:
+                return value
     return None
 
 
-def correctness(acc: float | None, reward: float | None) -> bool | None:
-    """Right or wrong: from the accuracy field where there is one, else reward > 0."""
-    if acc is not None:
-        return acc > 0
-    if reward is not None and math.isfinite(reward):
-        return reward > 0
+def _first_scalar(source: dict, names) -> float | None:
+    for key in names:
+        value = source.get(key)
+        if isinstance(value, (bool, int, float)) and math.isfinite(value):
+            return float(value)
     return None
+
+
+def correctness(acc: float | None) -> bool | None:
+    """Right (1 or true) or wrong (0 or false); any other accuracy is no verdict."""
+    return None if acc not in (0.0, 1.0) else acc == 1.0
+
+
+@dataclass(frozen=True)
+class CorrectRule:
+    """The `correct` option: a trajectory is correct when the value at `field` (a dotted path
+    in the record as written, e.g. `info.reward_metrics.accuracy_reward`) is true, or a number
+    at least `min`."""
+
+    field: str
+    min: float = 1.0
+
+    def verdict(self, obj: dict) -> tuple[bool | None, str]:
+        """(correct or not, "") or (None, why there is no verdict)."""
+        value: Any = obj
+        for part in self.field.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return None, "missing"
+            value = value[part]
+        if isinstance(value, bool):
+            return value, ""
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return value >= self.min, ""
+        return None, _kind(value) if not isinstance(value, float) else "not a finite number"
+
+
+def apply_rule(trajectories: list[Trajectory], records: list[dict], rule: CorrectRule, problems: Problems) -> None:
+    """Badges from the user's rule, replacing what the file's own fields said."""
+    misses: dict[str, list[int]] = {}
+    for traj, obj in zip(trajectories, records):
+        traj.correct, why = rule.verdict(obj)
+        traj.accuracy = None if traj.correct is None else float(traj.correct)
+        if why:
+            misses.setdefault(why, []).append(traj.index)
+    for why, indices in misses.items():
+        what = "missing" if why == "missing" else f"{why}, not true / false or a number"
+        problems.add(f"correct rule: {rule.field} is {what} in {len(indices)} trajectories "
+                     f"({', '.join(map(str, indices[:5]))}{', ...' if len(indices) > 5 else ''}): no badge")
 
 
 def _aligned(values: Any, n: int) -> list | None:

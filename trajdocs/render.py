@@ -16,6 +16,7 @@ from typing import Sequence, Union
 from urllib.parse import quote
 
 from .charts import bar_chart
+from .readers import CorrectRule
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
@@ -38,9 +39,15 @@ class RenderOptions:
     base_dir: str = ""  # paths shown on pages are relative to this folder (mkdocs.yml's)
     max_file_bytes: int = 2 * 2 ** 30  # step files larger than this are not read
     max_text: int = 1_000_000  # characters of one text shown on a page; the full text is downloadable
+    correct_field: str = ""  # the `correct` option: badges from this field of each record ...
+    correct_min: float = 1.0  # ... true, or a number at least this
 
     def key(self) -> str:
-        return f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}|{self.max_file_bytes}|{self.max_text}"
+        return (f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}|{self.max_file_bytes}|"
+                f"{self.max_text}|{self.correct_field}|{self.correct_min!r}")
+
+    def correct_rule(self) -> Union[CorrectRule, None]:
+        return CorrectRule(self.correct_field, self.correct_min) if self.correct_field else None
 
     def shown_path(self, path: str) -> str:
         """A file's path as pages show it: never the build machine's absolute path."""
@@ -50,6 +57,9 @@ class RenderOptions:
 def fmt_value(value: MetaValue) -> str:
     """Metadata value as escaped HTML."""
     if isinstance(value, ListSummary):
+        if value.values:
+            shown = ", ".join(fmt_number(v) for v in value.values)
+            return f'<span class="td-list">{esc(f"list of {value.length}: {shown}")}</span>'
         parts = [f"list of {value.length}"]
         if value.mean is not None:
             parts.append(f"mean {fmt_number(value.mean)}, min {fmt_number(value.min)}, max {fmt_number(value.max)}")
@@ -104,11 +114,13 @@ def cut_note(shown: int, total: int) -> str:
             'whole text is in this step\'s long texts (linked at the top of the page).</p>')
 
 
-def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Union[float, None]]) -> str:
+def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence[Union[float, None]],
+                   end: bool = False) -> str:
     """One short <i> per token (restyled upright): class "h" marks a high-entropy token, data-e
     carries a score. A token HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw,
     its JSON-escaped text. A token longer than TOKEN_CHARS shows its first TOKEN_CHARS characters
-    and gets data-cut, its full length (see `long_texts`)."""
+    and gets data-cut, its full length (see `long_texts`). With `end`, the last one is the
+    end-of-sequence token (class td-end, no text)."""
     cut: dict[int, int] = {}
     if texts and max(map(len, texts)) > TOKEN_CHARS:
         cut = {i: len(t) for i, t in enumerate(texts) if len(t) > TOKEN_CHARS}
@@ -137,6 +149,9 @@ def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence
             opens[i] = opens[i][:-1] + raw + ">"
     for i, length in cut.items():
         opens[i] = opens[i][:-1] + f' data-cut="{length}">'
+    if end:
+        last = opens[-1]
+        opens[-1] = last.replace(' class="', ' class="td-end ') if ' class="' in last else "</i><i class=\"td-end\"" + last[6:]
     opens[0] = opens[0][4:]
     out: list = [None] * (2 * n)
     out[::2] = opens
@@ -169,12 +184,12 @@ def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None 
     Per-token log-probs and advantages ride along as one attribute each, for hover details."""
     n = len(tokens)
     head = min(n, max_tokens)
-    shown = token_elements(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head])
+    shown = token_elements(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head], tokens.end and n == head)
     packed = {name: packed_floats(v) for name, v in (values or {}).items()}
     extra = "".join(f' data-{name}="{p}"' for name, p in packed.items() if p is not None)
     html = f'<div class="td-tokens"{extra}>{shown}</div>'
     if n > head:
-        rest = token_elements(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:])
+        rest = token_elements(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:], tokens.end)
         html += (f'<template class="td-rest">{rest}</template>'
                  f'<button type="button" class="td-more">Show the remaining {n - head:,} tokens</button>')
     return html
@@ -210,13 +225,50 @@ def stats_html(st: TokenStats) -> str:
     return f'<dl class="td-stats">{cells}</dl>{note}'
 
 
+PER_TOKEN_FIELDS = ("advantages", "return", "values", "action_log_probs")  # lists per token, or one value
+
+
 def metadata_html(meta: dict[str, MetaValue], limit: int = 1_000_000) -> str:
     if not meta:
         return ""
-    rows = "".join(f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v)}</dd></div>" if not (isinstance(v, str) and len(v) > limit)
+    rows = "".join(f"<div><dt>{esc(k)}</dt><dd{_value_note(k, v)}>{fmt_value(v)}</dd></div>"
+                   if not (isinstance(v, str) and len(v) > limit)
                    else f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v[:limit])}{cut_note(limit, len(v))}</dd></div>"
                    for k, v in meta.items())
     return f'<dl class="td-meta">{rows}</dl>'
+
+
+SINGLE_NOTE = ' class="td-single" title="one value for the trajectory, not a list per token"'
+BATCH_NOTE = (' class="td-batch" title="LightRFT\'s saver writes a reward metric it cannot split per sample '
+              'as the whole micro-batch\'s list: never used as this trajectory\'s value"')
+
+
+def _value_note(key: str, value: MetaValue) -> str:
+    """Attributes of a value that is not what its name suggests; the note itself is drawn by CSS,
+    so the value's text stays exactly the value."""
+    if key in PER_TOKEN_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return SINGLE_NOTE
+    if key.startswith("reward_metrics.") and isinstance(value, ListSummary):
+        return BATCH_NOTE
+    return ""
+
+
+SPECIAL_RUN = re.compile(r"(<\|[^|<>\s]{1,64}\|>)\1+")
+
+
+def text_html(text: str) -> str:
+    """Escaped text where a run of one special token (`<|image_pad|>` × 324) is one element:
+    the token once, its count in data-n (the page script puts all of them back when copying)."""
+    if "<|" not in text:
+        return esc(text)
+    out, pos = [], 0
+    for m in SPECIAL_RUN.finditer(text):
+        n = (m.end() - m.start()) // len(m.group(1))
+        out += [esc(text[pos:m.start()]),
+                f'<span class="td-run" data-n="{n}" title="{n} × {attr(m.group(1))}">{esc(m.group(1))}</span>']
+        pos = m.end()
+    out.append(esc(text[pos:]))
+    return "".join(out)
 
 
 def text_block(label: str, cls: str, text: Union[str, None], tokens_text: Union[str, None] = None,
@@ -230,7 +282,7 @@ def text_block(label: str, cls: str, text: Union[str, None], tokens_text: Union[
     if tokens_text is not None and text == tail + tokens_text:
         return f'<div class="{cls}">{label_html}<pre class="td-text" data-from-tokens data-tail="{attr(tail)}"></pre></div>'
     note = cut_note(limit, len(text)) if len(text) > limit else ""
-    return f'<div class="{cls}">{label_html}<pre class="td-text">\n{esc(text[:limit])}</pre>{note}</div>'
+    return f'<div class="{cls}">{label_html}<pre class="td-text">\n{text_html(text[:limit])}</pre>{note}</div>'
 
 
 def images_html(traj: Trajectory, asset_base: str) -> str:
@@ -255,15 +307,18 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     for key in ("experience_index", "sample_in_exp"):
         if key in meta and not isinstance(meta[key], ListSummary):
             title.append(f"{key.split('_')[0]} {esc(str(meta[key]))}")
+    badge = "" if traj.correct is None else (
+        '<span class="td-badge td-right">correct</span> ' if traj.correct else '<span class="td-badge td-wrong">incorrect</span> ')
     head = (f'<h2 class="td-traj-title" id="traj-{traj.index}">{" · ".join(title)}'
-            f'<span class="td-reward">reward {esc(fmt_number(traj.reward))}</span></h2>')
+            f'<span class="td-reward">{badge}reward {esc(fmt_number(traj.reward))}</span></h2>')
     sort_keys = {"reward": traj.reward, "adv": traj.advantage,
                  "len": traj.response_length, "ratio": st.ratio}
     data = "".join(f' data-{k}="{v!r}"' for k, v in sort_keys.items() if v is not None and math.isfinite(v))
     if traj.correct is not None:
         data += f' data-correct="{int(traj.correct)}"'
     limit = options.max_text
-    parts = [f'<section class="td-traj" data-index="{traj.index}"{data}>', head, stats_html(st), metadata_html(meta, limit)]
+    parts = [f'<section class="td-traj" data-index="{traj.index}"{data}>', head,
+             stats_html(st) if traj.tokens is not None else "", metadata_html(meta, limit)]
     if traj.prompt is not None and with_prompt:
         parts.append(prompt_html("Prompt", traj.prompt, limit))
     elif traj.prompt is None and traj.full_sequence is not None:
@@ -289,7 +344,7 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
 
 def prompt_html(label: str, text: str, limit: int = 1_000_000) -> str:
     note = cut_note(limit, len(text)) if len(text) > limit else ""
-    return (f'<details class="td-prompt"><summary>{label}</summary><pre class="td-text">\n{esc(text[:limit])}</pre>'
+    return (f'<details class="td-prompt"><summary>{label}</summary><pre class="td-text">\n{text_html(text[:limit])}</pre>'
             f'{note}</details>')
 
 
@@ -357,15 +412,37 @@ class EntropyScale:
         return out
 
 
-def controls_html(scale: EntropyScale) -> str:
+@dataclass(frozen=True)
+class StepHas:
+    """What a step's data holds: controls, columns and statistics appear only for that."""
+
+    tokens: bool = False  # token data (flags, scores) in some trajectory
+    correct: bool = False  # a correct / incorrect verdict for some trajectory
+    advantage: bool = False
+    length: bool = False  # a response length for some trajectory
+    shifted: bool = False  # LightRFT saver's generated_tokens: scores moved onto the tokens they belong to
+    texts: frozenset = frozenset()  # which of generated_text / pure_generated_text some tokenised trajectory has
+
+    @classmethod
+    def of(cls, trajectories: Sequence[Trajectory]) -> "StepHas":
+        tokenised = [t for t in trajectories if t.tokens is not None]
+        texts = {key for t in tokenised for key, value in (("gen", t.generated_text), ("pure", t.pure_generated_text))
+                 if value is not None}
+        return cls(bool(tokenised), any(t.correct is not None for t in trajectories),
+                   any(t.advantage is not None for t in trajectories),
+                   any(t.response_length is not None for t in trajectories),
+                   any(t.tokens.end for t in tokenised), frozenset(texts))
+
+
+def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, True)) -> str:
+    shown = {"meta"} | ({"scores", "stats"} | has.texts if has.tokens else set())
     boxes = "".join(
         f'<label><input type="checkbox" data-td-toggle="{key}"{" checked" if on else ""}> {label}</label>'
-        for key, label, on in TOGGLES)
-    heat_off = "" if scale.scored == "all" else ' disabled title="needs an entropy score on every token"'
-    mode = (f'<label>Colour <select data-td-setting="mode"><option value="flag">high-entropy flags</option>'
-            f'<option value="heat"{heat_off}>entropy heat map</option></select></label>')
+        for key, label, on in TOGGLES if key in shown)
+    mode = ('<label>Colour <select data-td-setting="mode"><option value="flag">high-entropy flags</option>'
+            '<option value="heat">entropy heat map</option></select></label>') if has.tokens and scale.scored == "all" else ""
     slider = ""
-    if scale.scored != "none" and scale.file_ratio:
+    if has.tokens and scale.scored != "none" and scale.file_ratio:
         # with scores only on flagged tokens, the top k% is known for k up to the file's ratio
         top = 50 if scale.scored == "all" else max(1, math.floor(100 * scale.file_ratio))
         start = min(top, max(1, round(100 * scale.file_ratio)))
@@ -373,18 +450,25 @@ def controls_html(scale: EntropyScale) -> str:
                   f'value="{start}" aria-label="share of tokens to flag, percent"> <output class="td-ratio-out">'
                   f'{start}%</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
                   f'as in file</button>')
-    sort = "".join(f'<option value="{v}">{label}</option>' for v, label in SORTS)
-    filters = ('<option value="">all</option><option value="correct">correct</option>'
-               '<option value="incorrect">incorrect</option>')
+    sorts = [(v, label) for v, label in SORTS if not (v.startswith("ratio") and not has.tokens)
+             and not (v.startswith("adv") and not has.advantage) and not (v.startswith("len") and not has.length)]
+    sort = "".join(f'<option value="{v}">{label}</option>' for v, label in sorts)
+    filters = ('<label>Show <select data-td-setting="filter"><option value="">all</option><option value="correct">'
+               'correct</option><option value="incorrect">incorrect</option></select></label>') if has.correct else ""
     return (f'<div class="td-controls" role="group" aria-label="Display options">{boxes}</div>'
             f'<div class="td-controls" role="group" aria-label="Colour, flags, order">{mode}{slider}'
-            f'<label>Sort <select data-td-setting="sort">{sort}</select></label>'
-            f'<label>Show <select data-td-setting="filter">{filters}</select></label></div>'
+            f'<label>Sort <select data-td-setting="sort">{sort}</select></label>{filters}</div>'
             '<p class="td-keys">Keys: <kbd>p</kbd> / <kbd>n</kbd> previous / next step · '
             '<kbd>j</kbd> / <kbd>k</kbd> next / previous trajectory</p>')
 
 
-def legend_html(scale: EntropyScale) -> str:
+SHIFT_NOTE = ('<p class="td-shift-note">Each token shows the flag and score of the step that chose it. '
+              "LightRFT's saver stores them one token early (on the token before, the first on the prompt's last "
+              'token): they are moved onto the tokens they belong to here. The last, empty token '
+              '<span class="td-end-sample">end</span> is the end of the sequence, whose text the file does not hold.</p>')
+
+
+def legend_html(scale: EntropyScale, shifted: bool = False) -> str:
     ratio = "" if scale.file_ratio is None else f" ({fmt_ratio(scale.file_ratio)} of this step's tokens)"
     parts = ['<div class="td-legend">',
              f'<p class="td-legend-flag"><span class="td-swatch">underlined</span> tokens are high-entropy '
@@ -397,21 +481,32 @@ def legend_html(scale: EntropyScale) -> str:
                      f'<span class="td-colorbar" aria-hidden="true"></span> '
                      f'<span class="td-bar-ends">0 … ≥ {fmt_number(scale.heat_max)}</span></p>')
     parts.append('<p>Scores are the <code>entropy_score</code> values in the file. Ratio: flagged tokens '
-                 '÷ all response tokens; average entropy: over the tokens that carry a score.</p></div>')
+                 '÷ all response tokens; average entropy: over the tokens that carry a score.</p>')
+    if shifted:
+        parts.append(SHIFT_NOTE)
+    parts.append("</div>")
     return "".join(parts)
 
 
-def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStats]) -> str:
+def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStats],
+                  has: StepHas = StepHas(True, True, True, True)) -> str:
+    """One row per trajectory; the advantage, high-entropy and correct columns only where the step has them."""
     rows = []
     for t in trajectories:
         st = stats[t.index]
-        correct = {True: "✓", False: "✗", None: DASH}[t.correct]
-        rows.append(f'<tr data-index="{t.index}"><td><a href="#traj-{t.index}">{t.index}</a></td>'
-                    f"<td>{fmt_number(t.reward)}</td><td>{fmt_number(t.advantage)}</td>"
-                    f"<td>{DASH if t.response_length is None else t.response_length}</td>"
-                    f"<td>{fmt_ratio(st.ratio)}</td><td>{correct}</td></tr>")
-    head = ("<tr><th>Trajectory</th><th>Reward</th><th>Advantage</th><th>Length</th>"
-            "<th>High-entropy</th><th>Correct</th></tr>")
+        cells = [f'<td><a href="#traj-{t.index}">{t.index}</a></td>', f"<td>{fmt_number(t.reward)}</td>"]
+        if has.advantage:
+            cells.append(f"<td>{fmt_number(t.advantage)}</td>")
+        if has.length:
+            cells.append(f"<td>{DASH if t.response_length is None else t.response_length}</td>")
+        if has.tokens:
+            cells.append(f"<td>{fmt_ratio(st.ratio)}</td>")
+        if has.correct:
+            cells.append(f"<td>{ {True: '✓', False: '✗', None: DASH}[t.correct]}</td>")
+        rows.append(f'<tr data-index="{t.index}">{"".join(cells)}</tr>')
+    head = ("<tr><th>Trajectory</th><th>Reward</th>" + ("<th>Advantage</th>" if has.advantage else "")
+            + ("<th>Length</th>" if has.length else "") + ("<th>High-entropy</th>" if has.tokens else "")
+            + ("<th>Correct</th>" if has.correct else "") + "</tr>")
     return (f'<details class="td-summary-box" open><summary>Trajectories on this page</summary>'
             f'<table class="td-summary"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></details>')
 
@@ -434,6 +529,7 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     `page_of` receives each trajectory's page; `stats` are its statistics when already known."""
     off = "".join(f" td-off-{key}" for key, _, on in TOGGLES if not on)
     scale = EntropyScale.of(data.trajectories, summary)
+    has = StepHas.of(data.trajectories)
     top = [problems_html(summary, options.shown_path(path))]
     if summary.cut_texts:
         top.append(f'<div class="admonition note td-cut-texts"><p class="admonition-title">Long texts cut</p><p>'
@@ -443,9 +539,9 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
                    f'<a href="{attr(options.asset_base)}texts/step-{summary.step}.json" download>the whole texts '
                    '(JSON, by trajectory and place)</a>.</p></div>')
     if data.trajectories:
-        top.append(controls_html(scale))
-        if any(t.tokens is not None for t in data.trajectories):
-            top.append(legend_html(scale))
+        top.append(controls_html(scale, has))
+        if has.tokens:
+            top.append(legend_html(scale, has.shifted))
         top.append(step_summary_line(summary))
         chart = bar_chart(f"Entropy scores of step {summary.step} ({sum(summary.histogram)} scored tokens)",
                           summary.histogram, HISTOGRAM_WIDTH, "entropy score")
@@ -457,7 +553,7 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     for number, groups in enumerate(pages, 1):
         if page_of is not None:
             page_of.update((t.index, number) for g in groups for t in g)
-        table = summary_table([t for g in groups for t in g], stats) if data.trajectories else ""
+        table = summary_table([t for g in groups for t in g], stats, has) if data.trajectories else ""
         body = "".join(group_html(g, options, stats) for g in groups)
         fragments.append(f'<div class="td-step{off}"{scale.attrs()}>{"".join(top)}{table}'
                          f'<div class="td-list">{body}</div></div>')
@@ -470,9 +566,17 @@ def step_pages(data: StepData, options: RenderOptions) -> list[list[list[Traject
 
 
 def step_summary_line(s: StepSummary) -> str:
-    return (f'<p class="td-step-summary">{counted(s.trajectories, "trajectory", "trajectories")} · mean reward '
-            f'{fmt_number(s.mean_reward)} · mean response length {fmt_number(s.mean_response_length)} tokens · '
-            f'high-entropy ratio {fmt_ratio(s.high_entropy_ratio)} · mean entropy {fmt_number(s.mean_entropy)}</p>')
+    """The step's aggregates; those the data does not have (no tokens, no scores, no accuracy) are left out."""
+    parts = [counted(s.trajectories, "trajectory", "trajectories"), f"mean reward {fmt_number(s.mean_reward)}"]
+    if s.mean_accuracy is not None:
+        parts.append(f"mean accuracy {fmt_number(s.mean_accuracy)}")
+    if s.mean_response_length is not None:
+        parts.append(f"mean response length {fmt_number(s.mean_response_length)} tokens")
+    if s.high_entropy_ratio is not None:
+        parts.append(f"high-entropy ratio {fmt_ratio(s.high_entropy_ratio)}")
+    if s.mean_entropy is not None:
+        parts.append(f"mean entropy {fmt_number(s.mean_entropy)}")
+    return f'<p class="td-step-summary">{" · ".join(parts)}</p>'
 
 
 def step_links(prev: Union[tuple[str, int], None], up: tuple[str, str],
@@ -499,8 +603,14 @@ def pager(urls: Sequence[str], current: int, trajectories: int, per_page: int) -
 
 
 def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> str:
-    head = ("<tr><th>Step</th><th>Trajectories</th><th>Mean reward</th><th>Mean response length</th>"
-            "<th>High-entropy ratio</th><th>Mean entropy</th><th>Status</th></tr>")
+    """Steps of an experiment; the accuracy and entropy columns only where some step has them."""
+    accuracy = any(s.mean_accuracy is not None for s in summaries)
+    length = any(s.mean_response_length is not None for s in summaries)
+    ratio = any(s.high_entropy_ratio is not None for s in summaries)
+    entropy = any(s.mean_entropy is not None for s in summaries)
+    head = ("<tr><th>Step</th><th>Trajectories</th><th>Mean reward</th>" + ("<th>Mean accuracy</th>" if accuracy else "")
+            + ("<th>Mean response length</th>" if length else "") + ("<th>High-entropy ratio</th>" if ratio else "")
+            + ("<th>Mean entropy</th>" if entropy else "") + "<th>Status</th></tr>")
     rows = []
     for s, url in zip(summaries, urls):
         if s.unreadable:
@@ -511,8 +621,10 @@ def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> s
             status = "ok"
         rows.append(
             f'<tr><td><a href="{attr(url)}">{s.step}</a></td><td>{s.trajectories}</td>'
-            f"<td>{fmt_number(s.mean_reward)}</td><td>{fmt_number(s.mean_response_length)}</td>"
-            f"<td>{fmt_ratio(s.high_entropy_ratio)}</td><td>{fmt_number(s.mean_entropy)}</td><td>{status}</td></tr>")
+            f"<td>{fmt_number(s.mean_reward)}</td>" + (f"<td>{fmt_number(s.mean_accuracy)}</td>" if accuracy else "")
+            + (f"<td>{fmt_number(s.mean_response_length)}</td>" if length else "")
+            + (f"<td>{fmt_ratio(s.high_entropy_ratio)}</td>" if ratio else "")
+            + (f"<td>{fmt_number(s.mean_entropy)}</td>" if entropy else "") + f"<td>{status}</td></tr>")
     return f'<table class="td-table td-sortable td-steps"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -521,8 +633,10 @@ def latest_readable(summaries: Sequence[StepSummary]) -> Union[StepSummary, None
 
 
 def overview_table(rows: Sequence[tuple[Experiment, Sequence[StepSummary], str]]) -> str:
+    ratio = any(s.high_entropy_ratio is not None for _, summaries, _ in rows for s in summaries)
     head = ("<tr><th>Experiment</th><th>Steps</th><th>Step range</th><th>Trajectories</th>"
-            "<th>Latest step</th><th>Latest mean reward</th><th>Latest high-entropy ratio</th></tr>")
+            "<th>Latest step</th><th>Latest mean reward</th>" + ("<th>Latest high-entropy ratio</th>" if ratio else "")
+            + "</tr>")
     body = []
     for exp, summaries, url in rows:
         latest = latest_readable(summaries)
@@ -532,5 +646,5 @@ def overview_table(rows: Sequence[tuple[Experiment, Sequence[StepSummary], str]]
             f"<td>{first}–{last}</td><td>{sum(s.trajectories for s in summaries)}</td>"
             f"<td>{DASH if latest is None else latest.step}</td>"
             f"<td>{fmt_number(latest.mean_reward if latest else None)}</td>"
-            f"<td>{fmt_ratio(latest.high_entropy_ratio if latest else None)}</td></tr>")
+            + (f"<td>{fmt_ratio(latest.high_entropy_ratio if latest else None)}</td>" if ratio else "") + "</tr>")
     return f'<table class="td-table td-sortable td-experiments"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'

@@ -113,7 +113,7 @@ def histogram(trajectories: Iterable[Trajectory]) -> list[int]:
 def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -> dict[str, list]:
     """The step's most often flagged token strings, whitespace stripped (" Wait" and "Wait" are
     one; whitespace-only tokens count as ""): text -> [occurrences, flagged, score sum, scored]."""
-    token_sets = [t.tokens for t in trajectories if t.tokens is not None and not t.tokens.segments]
+    token_sets = [_text_tokens(t.tokens) for t in trajectories if t.tokens is not None and not t.tokens.segments]
     raw_flagged: Counter[str] = Counter()
     raw_seen: Counter[str] = Counter()
     for tokens in token_sets:  # count raw strings in C, strip only the distinct ones
@@ -135,6 +135,13 @@ def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -
                 row[2] += score
                 row[3] += 1
     return table
+
+
+def _text_tokens(tokens: Tokens) -> Tokens:
+    """Tokens without the end-of-sequence entry (it has no text to count)."""
+    if not tokens.end:
+        return tokens
+    return Tokens(tokens.texts[:-1], tokens.flags[:-1], tokens.scores[:-1])
 
 
 def group_trajectories(trajectories: Iterable[Trajectory]) -> list[list[Trajectory]]:

@@ -380,14 +380,15 @@
     var container = token.parentNode;
     var position = Array.prototype.indexOf.call(container.children, token);
     var value = token.getAttribute("data-e");
-    line(tip, "entropy", value === null ? "not scored" : value);
+    if (value !== null) line(tip, "entropy", value);  // only values the file has
     line(tip, "position", String(position));
     if (token.classList.contains("h")) line(tip, "flag", "high-entropy");
     var logprob = valueAt(container, "logprob", position);
     if (logprob !== null) line(tip, "log-prob", logprob);
     var advantage = valueAt(container, "advantage", position);
     if (advantage !== null) line(tip, "advantage", advantage);
-    line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
+    if (token.classList.contains("td-end")) line(tip, "token", "end of sequence (its text is not in the file)");
+    else line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
     var cut = token.getAttribute("data-cut");  /* a token too long for the page: its opening only */
     if (cut !== null) line(tip, "cut", "the first " + token.textContent.length.toLocaleString("en") + " of " +
                            Number(cut).toLocaleString("en") + " characters shown; the whole token is in the step's long texts");
@@ -410,6 +411,23 @@
   });
   document.addEventListener("focusout", hideTip);
   window.addEventListener("scroll", placeTip, { passive: true });
+
+  /* --- copying text with collapsed runs of a special token: each run comes back whole ---- */
+  document.addEventListener("copy", function (event) {
+    var selection = window.getSelection();
+    if (!selection || selection.rangeCount === 0 || !event.clipboardData) return;
+    var fragment = selection.getRangeAt(0).cloneContents();
+    var runs = fragment.querySelectorAll ? fragment.querySelectorAll(".td-run[data-n]") : [];
+    if (!runs.length) return;
+    runs.forEach(function (run) {
+      var n = parseInt(run.getAttribute("data-n"), 10) || 1;
+      run.textContent = new Array(n + 1).join(run.textContent);
+    });
+    var box = document.createElement("div");
+    box.appendChild(fragment);
+    event.clipboardData.setData("text/plain", box.textContent);
+    event.preventDefault();
+  });
 
   /* --- keyboard: p / n step, j / k trajectory ------------------------------------------- */
   document.addEventListener("keydown", function (event) {
