@@ -105,7 +105,7 @@ def run_driver(code: str, *args: str, cwd: Path) -> tuple[float, dict]:
 
 
 def corpus(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> Path:
-    """The first `steps` steps of each experiment of one full corpus, linked into a folder."""
+    """The first `steps` steps of each experiment of one full corpus, hard-linked into a folder."""
     full = workdir / f"corpus-{largest}"
     stamp = full / "corpus.json"
     wanted = json.dumps({"largest": largest, **opts.__dict__}, sort_keys=True)
@@ -121,7 +121,7 @@ def corpus(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> Path:
         target.mkdir(parents=True)
         files = sorted(folder.glob("*_step_*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
         for f in files[:steps]:
-            (target / f.name).symlink_to(f)
+            (target / f.name).hardlink_to(f)  # a symbolic link would lead out of the runs folder: not read
     return subset
 
 
