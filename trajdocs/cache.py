@@ -33,14 +33,21 @@ from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_tab
 from .text import esc
 
 ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
-_CORE_MODULES = ("model.py", "readers.py", "stats.py", "render.py", "cache.py")
 
 
 def _fingerprint() -> str:
+    """A hash of the version and of every file of the package that can shape output: each `.py`
+    module and each asset, found by walking the package folder (no list to keep up to date), so
+    that any change to the code invalidates every cached page."""
     h = hashlib.sha1(__version__.encode())
     here = Path(__file__).parent
-    for name in _CORE_MODULES:
-        h.update((here / name).read_bytes())
+    for folder, dirs, names in os.walk(here):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+        for name in sorted(names):
+            rel = Path(folder, name).relative_to(here)
+            if name.endswith(".py") or rel.parts[0] == "assets":
+                h.update(str(rel).encode() + b"\0")
+                h.update(Path(folder, name).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -8,7 +8,7 @@ import math
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from html import escape
 from itertools import compress, count, repeat
 from operator import is_not, or_
@@ -43,8 +43,8 @@ class RenderOptions:
     correct_min: float = 1.0  # ... true, or a number at least this
 
     def key(self) -> str:
-        return (f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}|{self.max_file_bytes}|"
-                f"{self.max_text}|{self.correct_field}|{self.correct_min!r}")
+        """Every field, in order (so a new option can never be left out of the cache key)."""
+        return repr(astuple(self))
 
     def correct_rule(self) -> Union[CorrectRule, None]:
         return CorrectRule(self.correct_field, self.correct_min) if self.correct_field else None
