@@ -100,7 +100,7 @@ def test_fifos_and_device_links_are_skipped_within_seconds(tmp_path, command):
 
 
 def test_the_reader_itself_refuses_special_files_and_files_over_the_cap(tmp_path):
-    from trajdocs.readers import read_step
+    from trajdocs.formats import read_step
 
     os.mkfifo(tmp_path / "trajectories_step_1.json")
     assert "not a regular file" in read_step(str(tmp_path / "trajectories_step_1.json")).unreadable

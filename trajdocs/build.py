@@ -33,7 +33,7 @@ from typing import Callable, NamedTuple
 from .cache import StepCache, json_bytes, step_key, write_entry
 from .discover import drop_duplicates, duplicate_steps, find_experiments
 from .model import Experiment, ForkingCount, StepData, StepExtras, StepResult, StepSummary
-from .readers import loads, read_step
+from .formats import loads, read_step
 from .remote import is_url, mirror
 from .render import TOKEN_CHARS, RenderOptions, long_texts, step_fragments, step_pages
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table

@@ -23,7 +23,7 @@ import orjson
 
 from . import __version__
 from .model import StepExtras, StepSummary
-from .readers import loads
+from .formats import loads
 
 ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
 

@@ -23,13 +23,13 @@ from mkdocs.utils import get_relative_url, nest_paths
 from .build import Discovery, StepBuild, discover_runs
 from .cache import StepCache
 from .discover import empty_folders, no_steps_warning, roots_without_steps
+from .formats import FORMAT_CHOICES
 from .guard import mark_site
 from .housekeeping import IdleRelease, release_memory, size_report
 from .inject import StepPageSlots, Waiting, before_slot, fill_slot
 from .insights import MergedViews, merge_views
 from .model import Generated
 from .pages import Site
-from .readers import FORMATS as FORMAT_CHOICES
 from .render import RenderOptions
 from .settings import OptionError, read_settings
 from .text import counted, shown_name, title_text

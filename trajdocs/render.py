@@ -16,7 +16,7 @@ from typing import Sequence, Union
 from urllib.parse import quote
 
 from .charts import bar_chart
-from .readers import CorrectRule
+from .formats import CorrectRule
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
