@@ -8,9 +8,10 @@ from typing import Callable, Iterable
 
 from .cache import StepCache
 from .discover import inside
-from .insights import Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table, experiment_charts
+from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
+                       experiment_charts, merge_views)
 from .inject import page_source
-from .model import Experiment, ExperimentRun, Generated, StepPage, StepResult
+from .model import Experiment, ExperimentRun, Generated, StepExtras, StepPage, StepResult
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
 from .text import counted, esc, fmt_number, fmt_ratio, markdown_text, shown_name, title_text
 
@@ -214,6 +215,24 @@ class Site:
                 facts += f", high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}"
         return facts + "</p>"
 
+    def merged_views(self, previous: MergedViews | None, path: str, extras_of: Callable[[str], StepExtras],
+                     relative: RelativeUrl) -> MergedViews:
+        """The forking-token tables and the prompts page, merged from every step's extras
+        (`insights.merge_views`), linking from the prompts page to the best responses."""
+        here = self.urls[self.prompts_uri]
+        runs = {run.page_uri: run for run in self.runs}
+
+        def step_link(uri: str, step: int, page: int) -> str:
+            return relative(self.urls[self.step_uri(runs[uri].exp, step, page)], here)
+
+        return merge_views(previous, path, self.readable_steps(), {uri: run.exp.name for uri, run in runs.items()},
+                           extras_of, step_link, self.prompts_uri)
+
+    def steps_message(self, cached: int, total: int, by_workers: int, seconds: float) -> str:
+        workers = f", {by_workers} of them by worker processes" if by_workers else ""
+        return (f"{counted(len(self.runs), 'experiment')}, {counted(sum(len(r.summaries) for r in self.runs), 'step')} "
+                f"({total - cached} read{workers}, {cached} from cache) in {seconds:.1f} s")
+
     def take_final(self, final: dict, warn: Warn) -> None:
         """The final aggregates of the steps rendered late (`StepBuild.finish`)."""
         if not final:
@@ -225,3 +244,8 @@ class Site:
                     run.summaries[position] = summary
                     if summary.unreadable:
                         warn(f"{shown_name(run.exp.steps[position].path)}: unreadable: {summary.unreadable}")
+
+
+def new_steps_message(new: list[tuple[str, int]]) -> str:
+    """The steps that appeared since the last build (serve), as (experiment, step)."""
+    return "new steps: " + ", ".join(f"{name} step {step}" for name, step in new[:10]) + (" ..." if len(new) > 10 else "")

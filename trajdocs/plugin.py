@@ -27,12 +27,12 @@ from .formats import FORMAT_CHOICES
 from .guard import mark_site
 from .housekeeping import IdleRelease, release_memory, size_report
 from .inject import StepPageSlots, Waiting, before_slot, fill_slot
-from .insights import MergedViews, merge_views
+from .insights import MergedViews
 from .model import Generated
-from .pages import Site
+from .pages import Site, new_steps_message
 from .render import RenderOptions
-from .settings import OptionError, read_settings
-from .text import counted, shown_name, title_text
+from .settings import OptionError, polyfills, read_settings
+from .text import shown_name, title_text
 
 log = get_plugin_logger(__name__)
 
@@ -105,11 +105,9 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
-        if any(name.split("/")[-1] == "offline" for name in config.plugins):
-            # Material's offline plugin loads its file:// search shim from unpkg.com unless one is
-            # named already: name the copy shipped here (iframe-worker, MIT), so nothing leaves the machine
-            polyfills = [p for p in config.extra.get("polyfills", []) if "iframe-worker" not in p]
-            config.extra["polyfills"] = polyfills + [f"{ASSET_URI}/iframe-worker-shim.js"]
+        shims = polyfills(list(config.plugins), config.extra.get("polyfills"), ASSET_URI)
+        if shims is not None:
+            config.extra["polyfills"] = shims
         return config
 
     def on_pre_build(self, *, config: MkDocsConfig) -> None:
@@ -177,16 +175,11 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     def log_steps(self, cached: int, total: int) -> None:
         assert self.steps is not None
-        runs = self.site.runs
-        steps_now = {(run.exp.name, s.step) for run in runs for s in run.exp.steps}
+        steps_now = {(run.exp.name, s.step) for run in self.site.runs for s in run.exp.steps}
         if self.steps_seen is not None and steps_now - self.steps_seen:
-            new = sorted(steps_now - self.steps_seen)
-            listed = ", ".join(f"{name} step {step}" for name, step in new[:10]) + (" ..." if len(new) > 10 else "")
-            log.info(f"new steps: {listed}")
+            log.info(new_steps_message(sorted(steps_now - self.steps_seen)))
         self.steps_seen = steps_now
-        workers = f", {self.steps.by_workers} of them by worker processes" if self.steps.by_workers else ""
-        log.info(f"{counted(len(runs), 'experiment')}, {counted(sum(len(r.summaries) for r in runs), 'step')} "
-                 f"({total - cached} read{workers}, {cached} from cache) in {time.monotonic() - self.started:.1f} s")
+        log.info(self.site.steps_message(cached, total, self.steps.by_workers, time.monotonic() - self.started))
 
     def on_page_content(self, html: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
         run = self.site.experiment_pages.get(page.file.src_uri)
@@ -194,15 +187,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     def merged_views(self) -> dict[str, str]:
         assert self.cache is not None
-        site, here = self.site, self.site.urls[self.site.prompts_uri]
-        runs = {run.page_uri: run for run in site.runs}
-
-        def step_link(uri: str, step: int, page: int) -> str:
-            return get_relative_url(site.urls[site.step_uri(runs[uri].exp, step, page)], here)
-
-        self.merged = merge_views(self.merged, self.config.path, site.readable_steps(),
-                                  {uri: run.exp.name for uri, run in runs.items()}, self.cache.extras,
-                                  step_link, site.prompts_uri)
+        self.merged = self.site.merged_views(self.merged, self.config.path, self.cache.extras, get_relative_url)
         return self.merged.views
 
     def finish_steps(self) -> None:

@@ -75,3 +75,12 @@ def read_settings(c: Mapping[str, Any], base: str, site_dir: str, docs_dir: str,
                             max_file_bytes=int(c["max_file_mb"] * 2 ** 20),
                             max_text=c["max_text_chars"], correct_field=field, correct_min=minimum)
     return Settings(roots, labels, prefix, cache_folder, allow_outside, options)
+
+
+def polyfills(plugins: list[str], named: list | None, asset_uri: str) -> list | None:
+    """Material's offline plugin loads its file:// search shim from unpkg.com unless one is named
+    already: with that plugin, name the copy shipped here (iframe-worker, MIT), so nothing leaves
+    the machine. Returns the `extra.polyfills` to set; None (nothing to set) without the plugin."""
+    if not any(name.split("/")[-1] == "offline" for name in plugins):
+        return None
+    return [p for p in named or [] if "iframe-worker" not in p] + [f"{asset_uri}/iframe-worker-shim.js"]
