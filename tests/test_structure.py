@@ -139,3 +139,18 @@ def test_editing_any_rendering_module_invalidates_cached_pages(tmp_path):
     render.write_text(text.replace('"Entropy score"', '"Entropy score (edited copy)"'), encoding="utf-8")
     third = build_with_package_copy(project, copy)
     assert "Entropy score (edited copy)" in third and "copy-edited" in third
+
+
+def test_every_format_declares_what_the_registry_uses():
+    from trajdocs.formats import FORMAT_CHOICES, FORMATS, detect_format, match_step_file
+
+    assert FORMAT_CHOICES == ("auto", *FORMATS) and list(FORMATS) == ["lightrft", "verl"]
+    for name, module in FORMATS.items():
+        assert module.NAME == name and "step" in module.FILE_NAME.groupindex
+        assert module.SUFFIX.startswith(".") and module.NAMES_TEXT and callable(module.read)
+        assert isinstance(module.TOKEN_CHANNELS, tuple) and module.FIELDS
+    assert match_step_file("trajectories_step_5.json") == ("json:trajectories", 5)
+    assert match_step_file("step_5.json") == ("json:", 5) and match_step_file("12.jsonl") == ("jsonl", 12)
+    assert match_step_file("5.json") is None and match_step_file("step_5.json\n") is None
+    assert [detect_format(p) for p in ("a/7.jsonl", "a/x_step_7.json", "a/other.jsonl", "a/other.txt")] == \
+        ["verl", "lightrft", "verl", "lightrft"]

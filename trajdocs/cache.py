@@ -1,11 +1,12 @@
 """The cache of step results on disk: keys, entry files, kept pages (hard links), pruning.
 
 The pipeline (`build.py`) reads + summarises + renders each step file at most once per content
-and stores the results here. The cache maps (file path, size, mtime, ctime, inode, format, code fingerprint) to the step's aggregates
-(JSON), its rendered HTML fragments and its extras for the cross-step views. Only aggregates stay
-in memory across pages; fragments are read back when their page is written, and the written step
-pages are kept here too (hard links into the site) for rebuilds that produce them again. Deleting
-the folder is always safe.
+and stores the results here. The cache maps (file path, size, mtime, ctime, inode, format,
+options, code fingerprint) to the step's aggregates (JSON), its rendered HTML fragments, its
+extras for the cross-step views (`model.StepExtras` as JSON) and its long texts. Only aggregates
+stay in memory across pages; fragments are read back when their page is written, and the written
+step pages are kept here too (hard links into the site) for rebuilds that produce them again.
+Deleting the folder is always safe.
 """
 
 from __future__ import annotations
