@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from .cache import StepCache
+from .model import StepPage
 from .text import yaml_string
 
 SLOT_MARK = "trajdocsslot7f3c"
@@ -48,10 +49,7 @@ def fill_slot(html: str, body: str) -> str:
 @dataclass
 class Waiting:
     dest: str  # the written page
-    key: str  # its step's cache key
-    page: int  # which page of the step
-    links: Any  # what `fill` asks for the page's links
-    source: str  # the step file, for a warning
+    info: StepPage  # which step and which of its pages
 
 
 class StepPageSlots:
@@ -67,7 +65,7 @@ class StepPageSlots:
             if os.path.lexists(page.dest):  # a --dirty build: never write through a link into the cache
                 os.unlink(page.dest)
 
-    def fill(self, cache: StepCache, links_of: Callable[[Any], str], warn: Callable[[str], None]) -> None:
+    def fill(self, cache: StepCache, links_of: Callable[[StepPage], str], warn: Callable[[str], None]) -> None:
         """Splice each remembered page's links and rendered fragment in at its slot."""
         slot = SLOT.encode()
         for page in self.waiting:
@@ -75,9 +73,10 @@ class StepPageSlots:
                 head, found, tail = f.read().partition(slot)
             if not found:
                 continue
-            links = links_of(page.links).encode()
+            info = page.info
+            links = links_of(info).encode()
             try:
-                cache.place_page(page.dest, head + links, page.key, page.page, links + tail)
+                cache.place_page(page.dest, head + links, info.key, info.page, links + tail)
             except OSError as err:
-                warn(f"{page.source}: rendered page missing from the cache ({err}); rebuild")
+                warn(f"{info.run.exp.steps[info.position].path}: rendered page missing from the cache ({err}); rebuild")
         self.waiting = []

@@ -208,8 +208,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             return fill_slot(output, site.experiment_body(site.experiment_pages[uri], self.merged_views()[uri]))
         info = site.step_pages.get(uri)
         if info is not None:
-            self.slots.remember(output, Waiting(page.file.abs_dest_path, info.key, info.page, info,
-                                                info.run.exp.steps[info.position].path))
+            self.slots.remember(output, Waiting(page.file.abs_dest_path, info))
         return output
 
     @event_priority(100)  # before other plugins read the written pages
