@@ -154,3 +154,21 @@ def test_every_format_declares_what_the_registry_uses():
     assert match_step_file("5.json") is None and match_step_file("step_5.json\n") is None
     assert [detect_format(p) for p in ("a/7.jsonl", "a/x_step_7.json", "a/other.jsonl", "a/other.txt")] == \
         ["verl", "lightrft", "verl", "lightrft"]
+
+
+def test_step_extras_cross_the_cache_as_the_json_they_always_were(tmp_path):
+    """Typed in memory, the same lists and objects on disk: [occurrences, flagged, score sum,
+    scored] per token, one object per prompt group."""
+    from conftest import tok, trajectory, write_step
+    from trajdocs.build import render_step
+    from trajdocs.model import StepExtras
+
+    records = [trajectory(1, i, [tok("Wait", True, 2.0), tok(" so", False, 0.5)], reward=float(i % 2))
+               for i in range(4)]
+    path = write_step(tmp_path, "exp", 1, records)
+    _, _, extras, _ = render_step(1, str(path), "auto", RenderOptions())
+    as_json = extras.to_json()
+    assert as_json["forking"]["Wait"] == [4, 4, 8.0, 4]
+    assert set(as_json["prompts"][0]) == {"key", "prompt", "responses", "mean_reward", "best_reward",
+                                          "best_index", "best_page", "best_start"}
+    assert StepExtras.from_json(as_json) == extras
