@@ -11,7 +11,7 @@ import pytest
 from conftest import tok, trajectory, write_step
 from trajdocs.demo import DemoOptions, write_demo
 from trajdocs.discover import find_experiments, slugify
-from trajdocs.readers import read_step
+from trajdocs.formats import read_step
 from trajdocs.stats import summarize_step, trajectory_stats
 
 
@@ -116,7 +116,7 @@ def test_demo_writes_lightrft_shaped_runs(tmp_path):
 
 
 def test_repeated_tokens_are_skipped_only_when_the_cut_is_exact(tmp_path):
-    from trajdocs.readers import _cuts, loads, loads_lightrft
+    from trajdocs.formats.lightrft import _cuts, loads, loads_lightrft
 
     records = [trajectory(1, i, [tok("a]", True, 1.0), tok("\n  ],\n  \"x\""), tok("}")]) for i in range(3)]
     written = json.dumps(records, indent=2, ensure_ascii=False).encode()  # as LightRFT's saver writes
@@ -138,7 +138,7 @@ def test_repeated_tokens_are_skipped_only_when_the_cut_is_exact(tmp_path):
 def test_cache_json_keeps_lone_surrogates():
     from trajdocs.cache import json_bytes
     from trajdocs.model import StepSummary
-    from trajdocs.readers import loads
+    from trajdocs.formats import loads
 
     assert loads(json_bytes({"prompt": "a\ud800b"})) == {"prompt": "a\ud800b"}
     summary = StepSummary(step=3, problems=["bad \udcff name"])

@@ -100,7 +100,7 @@ def test_fifos_and_device_links_are_skipped_within_seconds(tmp_path, command):
 
 
 def test_the_reader_itself_refuses_special_files_and_files_over_the_cap(tmp_path):
-    from trajdocs.readers import read_step
+    from trajdocs.formats import read_step
 
     os.mkfifo(tmp_path / "trajectories_step_1.json")
     assert "not a regular file" in read_step(str(tmp_path / "trajectories_step_1.json")).unreadable
@@ -204,17 +204,17 @@ def test_colliding_generated_files_stop_the_build(tmp_path):
     (tmp_path / "mkdocs.yml").write_text("site_name: x\nplugins: [trajdocs]\n")
     config = load_config(str(tmp_path / "mkdocs.yml"))
     plugin = config.plugins["trajdocs"]
-    plugin.prefix = "runs"
+    plugin.site.prefix = "runs"
     config.plugins._current_plugin = "trajdocs"  # as during a build event
 
     def files(*uris: str) -> Files:
         return Files([File.generated(config, uri, content="x") for uri in uris])
 
-    plugin._check_collisions(files("runs/a/index.md", "runs/a/step-1.md", "runs/a/step-1_/index.md", "runs/a/steps.csv"))
+    plugin.check_collisions(files("runs/a/index.md", "runs/a/step-1.md", "runs/a/step-1_/index.md", "runs/a/steps.csv"))
     with pytest.raises(PluginError, match="collide"):  # both written to runs/a/step-1/index.html
-        plugin._check_collisions(files("runs/a/index.md", "runs/a/step-1.md", "runs/a/step-1/index.md"))
+        plugin.check_collisions(files("runs/a/index.md", "runs/a/step-1.md", "runs/a/step-1/index.md"))
     with pytest.raises(PluginError, match="collide"):  # a file where a folder must go
-        plugin._check_collisions(files("runs/b/steps.csv", "runs/b/steps.csv/index.md"))
+        plugin.check_collisions(files("runs/b/steps.csv", "runs/b/steps.csv/index.md"))
 
 
 # --- huge texts and the size report ---------------------------------------------------------

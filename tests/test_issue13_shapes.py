@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import build_site, read, saver_tokens, tok, tokens_in, trajectory, write_step
-from trajdocs import readers
-from trajdocs.readers import loads, read_step
+from trajdocs.formats import lightrft
+from trajdocs.formats import loads, read_step
 
 QWEN_PROMPT = "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
 
@@ -75,7 +75,7 @@ def test_immediate_eos_before_a_full_trajectory_keeps_every_trajectory(tmp_path)
     assert [[t["text"] for t in c] for c in tokens_in(html)] == \
         [[t["text"] for t in r["generated_tokens"][1:]] for r in records]
     data = dump(records)
-    assert same(readers.loads_lightrft(data), loads(data))
+    assert same(lightrft.loads_lightrft(data), loads(data))
 
 
 TEXT = st.text(max_size=4) | st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6) | st.sampled_from(
@@ -118,7 +118,7 @@ def records(draw):
 @given(records(), st.sampled_from([2, 2, 2, 4, 1, None]), st.booleans())
 def test_fast_parse_equals_plain_parse(items, indent, ensure_ascii):
     data = dump(items, indent=indent, ensure_ascii=ensure_ascii)
-    assert same(readers.loads_lightrft(data), loads(data))
+    assert same(lightrft.loads_lightrft(data), loads(data))
 
 
 PLAIN_TOKEN = st.builds(lambda text, flag, score: {"text": text, "high_entropy": flag, **({} if score is None else {"entropy_score": score})},
@@ -140,10 +140,10 @@ def test_fast_parse_takes_its_shortcut_on_the_savers_shape(monkeypatch, arrays, 
     written = dump(items)
     expected = loads(written)
     parsed: list[int] = []
-    monkeypatch.setattr(readers, "loads", lambda text: (parsed.append(len(text)), loads(text))[1])
-    assert same(readers.loads_lightrft(written), expected)
+    monkeypatch.setattr(lightrft, "loads", lambda text: (parsed.append(len(text)), loads(text))[1])
+    assert same(lightrft.loads_lightrft(written), expected)
     if any(len(gen) > 1 for gen in arrays):
-        assert len(readers._cuts(written)) == sum(len(gen) > 1 for gen in arrays)
+        assert len(lightrft._cuts(written)) == sum(len(gen) > 1 for gen in arrays)
         assert len(written) not in parsed  # never fell back to the plain parse
 
 
@@ -167,9 +167,9 @@ def test_fast_parse_falls_back_or_fails_like_the_plain_parse(damage):
         expected = loads(data)
     except ValueError as err:
         with pytest.raises(type(err)):
-            readers.loads_lightrft(data)
+            lightrft.loads_lightrft(data)
         return
-    assert same(readers.loads_lightrft(data), expected)
+    assert same(lightrft.loads_lightrft(data), expected)
 
 
 # --- 2. badges never guessed ------------------------------------------------------------------
@@ -272,18 +272,18 @@ def test_marker_file_prompt_found_despite_split_characters(tmp_path):
 
 
 def test_prompt_never_guessed_where_the_response_fits_twice():
-    assert readers.prompt_of("xyzAb<|im_end|>", "\ufffd\ufffdb") is None  # "zA" or "A": no way to tell
-    assert readers.prompt_of("user\nQ<|im_start|>assistant\nAb<|im_end|>", "\ufffd\ufffdb") == \
+    assert lightrft.prompt_of("xyzAb<|im_end|>", "\ufffd\ufffdb") is None  # "zA" or "A": no way to tell
+    assert lightrft.prompt_of("user\nQ<|im_start|>assistant\nAb<|im_end|>", "\ufffd\ufffdb") == \
         "user\nQ<|im_start|>assistant\n"  # the template's assistant header decides
-    assert readers.prompt_of("Q: 你好?\nA: 好<|im_end|>", "\ufffd\ufffd") is None  # " 好" fits as well as "好"
-    assert readers.prompt_of("Q: 你好?\nA: X好<|im_end|>", "X\ufffd\ufffd") == "Q: 你好?\nA: "
-    assert readers.prompt_of("Q: x\nA: y", "\ufffdz") is None
+    assert lightrft.prompt_of("Q: 你好?\nA: 好<|im_end|>", "\ufffd\ufffd") is None  # " 好" fits as well as "好"
+    assert lightrft.prompt_of("Q: 你好?\nA: X好<|im_end|>", "X\ufffd\ufffd") == "Q: 你好?\nA: "
+    assert lightrft.prompt_of("Q: x\nA: y", "\ufffdz") is None
     # the response must end the sequence (but for special tokens): "end" is not the one in <|im_end|>
-    assert readers.prompt_of("Q: the end?<|im_start|>assistant\nend<|im_end|>", "end") == \
+    assert lightrft.prompt_of("Q: the end?<|im_start|>assistant\nend<|im_end|>", "end") == \
         "Q: the end?<|im_start|>assistant\n"
-    assert readers.prompt_of("Q: e<|im_end|>", "d") is None  # only inside the end marker
+    assert lightrft.prompt_of("Q: e<|im_end|>", "d") is None  # only inside the end marker
     # an immediate end of sequence: the prompt ends with the assistant header
-    assert readers.prompt_of("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n<|im_end|>", "") == \
+    assert lightrft.prompt_of("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n<|im_end|>", "") == \
         "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
 
 

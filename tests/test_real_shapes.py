@@ -546,7 +546,7 @@ def test_demo_without_tokenizer_packages_says_what_to_install(tmp_path):
 def test_skipping_repeated_tokens_reads_what_the_plain_parse_reads(real_site):
     """The reader's fast path (cutting `generated_tokens` before parsing) on every written shape:
     exactly what a plain parse of the file gives."""
-    from trajdocs.readers import loads, loads_lightrft
+    from trajdocs.formats.lightrft import loads, loads_lightrft
 
     project, _, _ = real_site
     failures = []

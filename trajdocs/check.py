@@ -6,7 +6,7 @@ import os
 from typing import Callable
 
 from .discover import duplicate_steps, find_experiments, inside, no_steps_warning, roots_without_steps
-from .readers import CorrectRule, detect_format, read_step
+from .formats import CorrectRule, detect_format, read_step
 from .text import counted, shown_name
 
 

@@ -15,6 +15,7 @@ import tempfile
 
 from . import __version__
 from .demo import KINDS as KIND_CHOICES  # stdlib only: the tokenizer loads when demo data is written
+from .formats import FORMAT_CHOICES
 from .guard import overlap_problem, output_problem
 
 
@@ -40,7 +41,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from .check import check_runs
-    from .readers import CorrectRule
+    from .formats import CorrectRule
 
     rule = CorrectRule(args.correct, args.correct_min) if args.correct else None
     return 1 if check_runs(args.paths, args.format, rule=rule) else 0
@@ -283,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="List the experiments and step files trajdocs finds, and every problem "
                                        "a strict build would fail on; exit status 1 on any problem.")
     check.add_argument("paths", nargs="+", metavar="RUNS", help="run folders, as in the plugin's 'runs' option")
-    check.add_argument("--format", choices=("auto", "lightrft", "verl"), default="auto",
+    check.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
                        help="file format (default: auto, by file: .json LightRFT, .jsonl verl)")
     check.add_argument("--correct", metavar="FIELD",
                        help="as the plugin's 'correct' option: the field that says a trajectory is correct")

@@ -7,25 +7,11 @@ import re
 import stat
 from collections import defaultdict
 
+from .formats import match_step_file, step_file_names
 from .model import Experiment, StepFile
 from .text import shown_name
 
-# LightRFT: <prefix>_step_<N>.json (prefix defaults to "trajectories"); verl: <N>.jsonl.
-# \Z, not $: a name ending in a newline is not the name without it; a prefix may hold any character.
-LIGHTRFT_NAME = re.compile(r"(?:(?P<prefix>.+)_)?step_(?P<step>\d+)\.json\Z", re.S)
-VERL_NAME = re.compile(r"(?P<step>\d+)\.jsonl\Z")
 SKIPPED_DIRS = {"__pycache__", "node_modules", "images"}
-
-
-def match_step_file(filename: str) -> tuple[str, int] | None:
-    """(series, step) for a step file name, where series tells apart files that share a folder."""
-    m = LIGHTRFT_NAME.fullmatch(filename)
-    if m:
-        return "json:" + (m.group("prefix") or ""), int(m.group("step"))
-    m = VERL_NAME.fullmatch(filename)
-    if m:
-        return "jsonl", int(m.group("step"))
-    return None
 
 
 def slugify(name: str) -> str:
@@ -144,7 +130,7 @@ def step_order(step: StepFile) -> tuple:
     `_step_007.json`) the one whose number is written without leading zeros comes first, then by
     name: the rule that decides which one is shown, whatever the directory order."""
     name = os.path.basename(step.path)
-    canonical = re.search(rf"(?<!\d){step.step}\.jsonl?\Z", name) is not None
+    canonical = re.search(rf"(?<!\d){step.step}\.\w+\Z", name) is not None
     return step.step, not canonical, name
 
 
@@ -208,9 +194,7 @@ def empty_folders(roots: list[str], experiments: list[Experiment]) -> list[str]:
     return empty
 
 
-STEP_FILE_NAMES = ("LightRFT files named <prefix>_step_<N>.json (e.g. "
-                   "<experiment>/trajectories/trajectories_step_5.json) or verl files named <N>.jsonl (e.g. 5.jsonl), "
-                   "in the folder or any folder below it")
+STEP_FILE_NAMES = f"{step_file_names()}, in the folder or any folder below it"
 NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 
 

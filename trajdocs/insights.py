@@ -8,12 +8,13 @@ import io
 import math
 from array import array
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Sequence, Union
 
 import orjson
 
 from .charts import Point, Series, line_chart, sparkline
-from .model import StepSummary
+from .model import ForkingCount, PromptGroup, StepExtras, StepSummary
 from .stats import HISTOGRAM_WIDTH, TOP_FORKING, finite_mean
 from .text import DASH, esc, fmt_number, fmt_ratio
 
@@ -125,37 +126,40 @@ FORKING_CHARS = 200  # characters of a token string the forking-tokens table sho
 
 
 class ForkingTally:
-    """An experiment's forking tokens, from each step's extras in two passes: totals, then the
-    per-step share of the chosen top tokens (for trends)."""
+    """An experiment's forking tokens, from each step's extras in two passes: totals
+    (`count_step`), then, for the top tokens (`choose_top`), each step's share flagged
+    (`add_shares`, for trends)."""
 
     def __init__(self, top: int = 30) -> None:
         self.top = top
-        self.totals: dict[str, list] = {}
+        self.totals: dict[str, ForkingCount] = {}
         self.steps = 0
         self.series: dict[str, array] = {}  # token -> share flagged at each step (NaN: not seen)
 
-    def first(self, extra: dict) -> None:
+    def count_step(self, extra: StepExtras) -> None:
         self.steps += 1
-        for text, (occ, flagged, score_sum, scored) in extra.get("forking", {}).items():
-            row = self.totals.setdefault(text, [0, 0, 0.0, 0])
-            row[0] += occ
-            row[1] += flagged
-            row[2] += score_sum
-            row[3] += scored
+        for text, count in extra.forking.items():
+            total = self.totals.get(text)
+            if total is None:
+                total = self.totals[text] = ForkingCount()
+            total.occurrences += count.occurrences
+            total.flagged += count.flagged
+            total.score_sum += count.score_sum
+            total.scored += count.scored
 
-    def choose(self) -> bool:
+    def choose_top(self) -> bool:
         """Pick the top tokens; True when they changed (their series must be fed every step again)."""
-        chosen = sorted(self.totals, key=lambda t: (-self.totals[t][1], t))[:self.top]
+        chosen = sorted(self.totals, key=lambda t: (-self.totals[t].flagged, t))[:self.top]
         if list(self.series) == chosen:
             return False
         self.series = {t: array("d") for t in chosen}
         return True
 
-    def second(self, extra: dict) -> None:
-        forking = extra.get("forking", {})
+    def add_shares(self, extra: StepExtras) -> None:
+        forking = extra.forking
         for text, series in self.series.items():
-            row = forking.get(text)
-            series.append(row[1] / row[0] if row and row[0] else math.nan)
+            count = forking.get(text)
+            series.append(count.flagged / count.occurrences if count and count.occurrences else math.nan)
 
     def html(self) -> str:
         if not self.series:
@@ -165,7 +169,8 @@ class ForkingTally:
                 f"<th>Share, first {third} steps</th><th>Share, last {third} steps</th><th>Share over steps</th></tr>")
         rows = []
         for text, series in self.series.items():
-            occ, flagged, score_sum, scored = self.totals[text]
+            total = self.totals[text]
+            occ, flagged, score_sum, scored = total.occurrences, total.flagged, total.score_sum, total.scored
             early, late = finite_mean(series[:third]), finite_mean(series[-third:])
             share = flagged / occ if occ else None
             mean = score_sum / scored if scored else None
@@ -229,13 +234,14 @@ class PromptUse(NamedTuple):
     experiment: str
     step: int
     url: str
-    group: dict
+    group: PromptGroup
 
 
 class PromptTally:
     """Prompts seen at two or more steps (datasets are revisited every epoch), in two passes:
-    count each prompt's occurrences, then keep the rows of the most frequent `limit` prompts
-    (at most `per_prompt` occurrences each, as table rows), so memory stays bounded."""
+    count each prompt's occurrences (`count`), then keep the rows of the most frequent `limit`
+    prompts (`choose_recurring`; at most `per_prompt` occurrences each, as table rows:
+    `add_row`), so memory stays bounded."""
 
     def __init__(self, limit: int = 100, per_prompt: int = 60) -> None:
         self.limit, self.per_prompt = limit, per_prompt
@@ -243,10 +249,10 @@ class PromptTally:
         self.rows: dict[str, list[str]] = {}
         self.prompts: dict[str, str] = {}
 
-    def first(self, groups: Iterable[dict]) -> None:
-        self.counts.update(g["key"] for g in groups)
+    def count(self, groups: Iterable[PromptGroup]) -> None:
+        self.counts.update(g.key for g in groups)
 
-    def choose(self) -> bool:
+    def choose_recurring(self) -> bool:
         """Pick the prompts to show; True when they changed (their rows must be collected again)."""
         recurring = [(n, k) for k, n in self.counts.items() if n > 1]
         chosen = [k for _, k in sorted(recurring, key=lambda nk: (-nk[0], nk[1]))[:self.limit]]
@@ -255,15 +261,15 @@ class PromptTally:
         self.rows, self.prompts = {k: [] for k in chosen}, {}
         return True
 
-    def second(self, use: PromptUse) -> None:
+    def add_row(self, use: PromptUse) -> None:
         g = use.group
-        rows = self.rows.get(g["key"])
+        rows = self.rows.get(g.key)
         if rows is not None and len(rows) < self.per_prompt:
-            self.prompts.setdefault(g["key"], g["prompt"])
+            self.prompts.setdefault(g.key, g.prompt)
             rows.append(f'<tr><td>{esc(use.experiment)}</td><td><a href="{esc(use.url)}">{use.step}</a></td>'
-                        f'<td>{g["responses"]}</td><td>{fmt_number(g["mean_reward"])}</td>'
-                        f'<td>{fmt_number(g["best_reward"])}</td>'
-                        f'<td><pre class="td-excerpt">{esc(g["best_start"])}</pre></td></tr>')
+                        f'<td>{g.responses}</td><td>{fmt_number(g.mean_reward)}</td>'
+                        f'<td>{fmt_number(g.best_reward)}</td>'
+                        f'<td><pre class="td-excerpt">{esc(g.best_start)}</pre></td></tr>')
 
     def html(self) -> str:
         if not self.rows:
@@ -281,3 +287,61 @@ class PromptTally:
                 '<th>Mean reward</th><th>Best reward</th><th>Best response, opening</th></tr></thead>'
                 f'<tbody>{"".join(rows)}</tbody></table></section>')
         return "".join(sections)
+
+
+# --- merging the steps' extras --------------------------------------------------------------
+
+@dataclass
+class MergedViews:
+    """The views merged from the step extras, and what they were merged from (see `merge_views`)."""
+
+    path: str
+    steps: dict[str, list[tuple[int, str]]]  # experiment page -> (step, cache key) of readable steps
+    forking: dict[str, ForkingTally]
+    prompts: PromptTally
+    views: dict[str, str]  # page -> HTML
+
+
+def merge_views(previous: Union[MergedViews, None], path: str, steps: dict[str, list[tuple[int, str]]],
+                names: dict[str, str], extras_of: Callable[[str], StepExtras],
+                step_link: Callable[[str, int, int], str], prompts_page: str) -> MergedViews:
+    """Views merged from every step's extras (forking tokens per experiment page, recurring
+    prompts on `prompts_page`): two passes over the extras. `steps`: each experiment page's
+    readable steps as (step, cache key); `names`: the experiments' names; `step_link(page, step,
+    n)`: the link from the prompts page to page n of a step. While `serve` follows a run that only
+    appends steps, `previous` tallies are kept and only the new steps are read."""
+    old = previous
+    if old is not None and not (old.path == path and all(
+            steps.get(uri, [])[:len(seen)] == seen for uri, seen in old.steps.items())):
+        old = None  # not only appended steps: merge everything again
+    if old is not None and steps == old.steps:
+        return old
+    forking: dict[str, ForkingTally] = old.forking if old else {}
+    prompts = old.prompts if old else PromptTally()
+    seen = old.steps if old else {}
+    for uri in steps:
+        forking.setdefault(uri, ForkingTally())
+    for uri, run_steps in steps.items():
+        for _, key in run_steps[len(seen.get(uri, [])):]:
+            extra = extras_of(key)
+            forking[uri].count_step(extra)
+            prompts.count(extra.prompts)
+    refeed = {uri for uri in steps if forking[uri].choose_top()}
+    all_prompts = prompts.choose_recurring()
+    for uri, run_steps in steps.items():
+        for i, (step, key) in enumerate(run_steps):
+            is_new = i >= len(seen.get(uri, []))
+            feed_forking, feed_prompts = is_new or uri in refeed, is_new or all_prompts
+            if not (feed_forking or feed_prompts):
+                continue
+            extra = extras_of(key)
+            if feed_forking:
+                forking[uri].add_shares(extra)
+            if feed_prompts:
+                for group in extra.prompts:
+                    if group.key in prompts.rows:
+                        url = f"{step_link(uri, step, group.best_page)}#traj-{group.best_index}"
+                        prompts.add_row(PromptUse(names[uri], step, url, group))
+    views = {uri: forking[uri].html() for uri in steps}
+    views[prompts_page] = prompts.html()
+    return MergedViews(path, steps, {u: forking[u] for u in steps}, prompts, views)

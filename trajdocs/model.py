@@ -100,3 +100,97 @@ class StepSummary:
     mean_reflection: Union[float, None] = None
     histogram: list[int] = field(default_factory=list)  # entropy scores per HISTOGRAM_BINS bin
     cut_texts: int = 0  # texts shown cut on the step's pages, published whole (render.long_texts)
+
+
+@dataclass(slots=True)
+class StepResult:
+    """One step file's outcome in a build: its cache key, its aggregates, whether they came from the cache."""
+
+    key: str
+    summary: StepSummary
+    cached: bool
+
+
+@dataclass(slots=True)
+class ExperimentRun:
+    """One experiment in a built site: its steps' aggregates and where its pages go."""
+
+    exp: Experiment
+    summaries: list[StepSummary]
+    page_uri: str
+    step_uris: list[str]
+    keys: list[str] = field(default_factory=list)  # cache keys of the steps
+
+
+@dataclass(slots=True)
+class StepPage:
+    """One generated step page: its experiment, its step and which of the step's pages it is."""
+
+    run: ExperimentRun
+    position: int  # index into the experiment's steps / summaries
+    key: str
+    page: int = 1  # a step with many trajectories spans several pages
+
+
+@dataclass(slots=True)
+class Generated:
+    """A file the site gets that is not in the docs folder: a page (its Markdown `content`) or a
+    copy of the file at `source`."""
+
+    uri: str
+    content: Union[str, None] = None
+    source: Union[str, None] = None
+    in_nav: bool = True
+
+
+@dataclass(slots=True)
+class ForkingCount:
+    """How one token string (whitespace stripped) fared in a step, or summed over steps."""
+
+    occurrences: int = 0
+    flagged: int = 0
+    score_sum: float = 0.0
+    scored: int = 0  # occurrences with a finite entropy score
+
+    def to_json(self) -> list:
+        return [self.occurrences, self.flagged, self.score_sum, self.scored]
+
+
+@dataclass(slots=True)
+class PromptGroup:
+    """The responses to one prompt in one step (a GRPO group), for the recurring-prompts page."""
+
+    key: str  # a hash of the whole prompt
+    prompt: str  # its last PROMPT_CHARS characters
+    responses: int
+    mean_reward: Union[float, None]
+    best_reward: Union[float, None]
+    best_index: int  # the best response's trajectory ...
+    best_page: int  # ... and the step page it is on
+    best_start: str  # the best response's opening
+
+    @classmethod
+    def from_json(cls, value: dict) -> "PromptGroup":
+        return cls(value["key"], value["prompt"], value["responses"], value["mean_reward"],
+                   value["best_reward"], value["best_index"], value.get("best_page", 1), value["best_start"])
+
+
+@dataclass(slots=True)
+class StepExtras:
+    """What one step adds to the experiment-wide views; stored in the cache as JSON (`to_json`,
+    `from_json`: the same lists and objects as ever)."""
+
+    forking: dict[str, ForkingCount] = field(default_factory=dict)
+    prompts: list[PromptGroup] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"forking": {text: count.to_json() for text, count in self.forking.items()},
+                "prompts": [{"key": g.key, "prompt": g.prompt, "responses": g.responses,
+                             "mean_reward": g.mean_reward, "best_reward": g.best_reward,
+                             "best_index": g.best_index, "best_page": g.best_page,
+                             "best_start": g.best_start} for g in self.prompts]}
+
+    @classmethod
+    def from_json(cls, value: dict) -> "StepExtras":
+        return cls({text: ForkingCount(*row) for text, row in value.get("forking", {}).items()},
+                   [PromptGroup.from_json(g) for g in value.get("prompts", [])])

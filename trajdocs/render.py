@@ -8,7 +8,7 @@ import math
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from html import escape
 from itertools import compress, count, repeat
 from operator import is_not, or_
@@ -16,7 +16,7 @@ from typing import Sequence, Union
 from urllib.parse import quote
 
 from .charts import bar_chart
-from .readers import CorrectRule
+from .formats import CorrectRule
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
@@ -43,8 +43,8 @@ class RenderOptions:
     correct_min: float = 1.0  # ... true, or a number at least this
 
     def key(self) -> str:
-        return (f"{self.per_page}|{self.max_tokens}|{self.asset_base}|{self.base_dir}|{self.max_file_bytes}|"
-                f"{self.max_text}|{self.correct_field}|{self.correct_min!r}")
+        """Every field, in order (so a new option can never be left out of the cache key)."""
+        return repr(astuple(self))
 
     def correct_rule(self) -> Union[CorrectRule, None]:
         return CorrectRule(self.correct_field, self.correct_min) if self.correct_field else None
@@ -120,7 +120,11 @@ def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence
     carries a score. A token HTML cannot carry exactly (NUL, lone surrogates) also gets data-raw,
     its JSON-escaped text. A token longer than TOKEN_CHARS shows its first TOKEN_CHARS characters
     and gets data-cut, its full length (see `long_texts`). With `end`, the last one is the
-    end-of-sequence token (class td-end, no text)."""
+    end-of-sequence token (class td-end, no text).
+
+    Guarantee: the same string as building each element on its own (the plain twin
+    `tests/plain.py: token_elements`, which tests compare it with); fast because texts are
+    escaped in one pass, the marked tokens found in C, and the elements assembled by slicing."""
     cut: dict[int, int] = {}
     if texts and max(map(len, texts)) > TOKEN_CHARS:
         cut = {i: len(t) for i, t in enumerate(texts) if len(t) > TOKEN_CHARS}
@@ -164,7 +168,8 @@ def packed_floats(values: Sequence) -> Union[str, None]:
     """Per-token numbers for a data attribute, packed in C: little-endian float16 in base64 (2.7
     characters a value, ~3 significant digits, enough for a hover), or "!" + float32 when a value
     is beyond float16; one value when all are equal; missing values as NaN. None when the list
-    holds anything but numbers."""
+    holds anything but numbers. Guarantee: the same as packing value by value (the plain twin
+    `tests/plain.py: packed_floats`)."""
     if values and values.count(values[0]) == len(values):
         values = values[:1]
     if None in values:
@@ -197,7 +202,9 @@ def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None 
 
 def score_texts(scores: list) -> list:
     """Scores as data-e values (4 significant digits; NaN and infinities by name); None stays None.
-    Usually all finite: then formatted in one C call."""
+    Usually all finite: then formatted in one C call (one "%.4g" format over all of them), else
+    one by one. Guarantee: the same as formatting each on its own (the plain twin
+    `tests/plain.py: score_texts`)."""
     values = [s for s in scores if s is not None]
     if values and math.isfinite(sum(values)) and -1e300 < min(values) and max(values) < 1e300:
         texts = iter(("%.4g\0" * len(values) % tuple(values)).split("\0"))

@@ -10,7 +10,7 @@ from itertools import compress, repeat
 from operator import is_not, mul
 from typing import Iterable, Union
 
-from .model import ListSummary, StepData, StepSummary, Tokens, Trajectory
+from .model import ForkingCount, ListSummary, PromptGroup, StepData, StepSummary, Tokens, Trajectory
 
 HISTOGRAM_WIDTH = 0.25  # entropy units per bin
 HISTOGRAM_BINS = 41  # 0 to 10 in steps of 0.25, then one bin for 10 and above
@@ -110,9 +110,9 @@ def histogram(trajectories: Iterable[Trajectory]) -> list[int]:
     return counts if any(counts) else []
 
 
-def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -> dict[str, list]:
+def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -> dict[str, ForkingCount]:
     """The step's most often flagged token strings, whitespace stripped (" Wait" and "Wait" are
-    one; whitespace-only tokens count as ""): text -> [occurrences, flagged, score sum, scored]."""
+    one; whitespace-only tokens count as ""), with their counts."""
     token_sets = [_text_tokens(t.tokens) for t in trajectories if t.tokens is not None and not t.tokens.segments]
     raw_flagged: Counter[str] = Counter()
     raw_seen: Counter[str] = Counter()
@@ -122,18 +122,18 @@ def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -
     flagged: Counter[str] = Counter()
     for text, n in raw_flagged.items():
         flagged[text.strip()] += n
-    table = {text: [0, n, 0.0, 0] for text, n in flagged.most_common(top)}
+    table = {text: ForkingCount(0, n, 0.0, 0) for text, n in flagged.most_common(top)}
     for text, n in raw_seen.items():
         row = table.get(text.strip())
         if row is not None:
-            row[0] += n
+            row.occurrences += n
     for tokens in token_sets:
         scored = compress(zip(tokens.texts, tokens.scores), map(is_not, tokens.scores, repeat(None)))
         for text, score in scored:
             row = table.get(text.strip())
             if row is not None and math.isfinite(score):
-                row[2] += score
-                row[3] += 1
+                row.score_sum += score
+                row.scored += 1
     return table
 
 
@@ -154,7 +154,7 @@ def group_trajectories(trajectories: Iterable[Trajectory]) -> list[list[Trajecto
     return list(groups.values())
 
 
-def prompt_groups(trajectories: Iterable[Trajectory], page_of: dict[int, int]) -> list[dict]:
+def prompt_groups(trajectories: Iterable[Trajectory], page_of: dict[int, int]) -> list[PromptGroup]:
     """Per prompt of the step: a key, the prompt's end (where the question usually is), and the
     responses' rewards, with the best one's index, page and opening."""
     out = []
@@ -166,12 +166,12 @@ def prompt_groups(trajectories: Iterable[Trajectory], page_of: dict[int, int]) -
         best = max(members, key=lambda t: t.reward if t.reward is not None and math.isfinite(t.reward) else -math.inf)
         text = best.pure_generated_text if best.pure_generated_text is not None else (
             "".join(best.tokens.texts) if best.tokens is not None else "")
-        out.append({
-            "key": hashlib.sha1(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16],
-            "prompt": prompt[-PROMPT_CHARS:], "responses": len(members),
-            "mean_reward": finite_mean(rewards),
-            "best_reward": max(rewards) if rewards else None,
-            "best_index": best.index, "best_page": page_of.get(best.index, 1),
-            "best_start": text[:EXCERPT_CHARS],
-        })
+        out.append(PromptGroup(
+            key=hashlib.sha1(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16],
+            prompt=prompt[-PROMPT_CHARS:], responses=len(members),
+            mean_reward=finite_mean(rewards),
+            best_reward=max(rewards) if rewards else None,
+            best_index=best.index, best_page=page_of.get(best.index, 1),
+            best_start=text[:EXCERPT_CHARS],
+        ))
     return out

@@ -84,3 +84,34 @@ def shown_name(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] if ch != "'" else ch for ch in text)
+
+
+# --- page sources: titles, front matter, Markdown -------------------------------------------
+
+MARKDOWN_ESCAPES = "\\`*_{}[]()#+-.!|>"
+
+
+def title_text(name: str) -> str:
+    """A name as page/nav title. Themes print titles as HTML and Material un-escapes them inside
+    <title>, so angle brackets become look-alikes there; the page body shows the exact name."""
+    return escape(clean(name).replace("<", "‹").replace(">", "›"), quote=False)
+
+
+def yaml_string(text: str) -> str:
+    """A YAML double-quoted scalar (much faster than yaml.safe_dump for one value per page)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F or (0xA0 <= code and not 0xD800 <= code <= 0xDFFF and code not in (0xFEFF, 0xFFFE, 0xFFFF)):
+            out.append(ch)
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def markdown_text(text: str) -> str:
+    """Text shown as written inside Markdown: escaped for HTML, then every Markdown character."""
+    escaped = esc(text)
+    return "".join("\\" + ch if ch in MARKDOWN_ESCAPES else ch for ch in escaped)

@@ -1,0 +1,251 @@
+"""The site's generated pages: where each goes (`Site`), what files a build adds, the nav section,
+and the bodies of the overview and experiment pages (step pages are rendered in `render.py`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+from .cache import StepCache
+from .discover import inside
+from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
+                       experiment_charts, merge_views)
+from .inject import page_source
+from .model import Experiment, ExperimentRun, Generated, StepExtras, StepPage, StepResult
+from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
+from .text import counted, esc, fmt_number, fmt_ratio, markdown_text, shown_name, title_text
+
+Warn = Callable[[str], None]
+RelativeUrl = Callable[[str, str], str]  # (url, from url) -> relative link (MkDocs' rule)
+
+
+class Site:
+    """One build's generated pages under the folder `prefix`: experiments, their step pages, and
+    the URLs MkDocs gives them (`urls`, filled in by the plugin as the files are added)."""
+
+    def __init__(self, prefix: str, options: RenderOptions) -> None:
+        self.prefix = prefix
+        self.options = options
+        self.runs: list[ExperimentRun] = []
+        self.experiment_pages: dict[str, ExperimentRun] = {}
+        self.step_pages: dict[str, StepPage] = {}
+        self.urls: dict[str, str] = {}  # generated page -> its URL in the site
+
+    # --- where pages go
+
+    def step_uri(self, exp: Experiment, step: int, page: int) -> str:
+        suffix = "" if page == 1 else f"-{page}"
+        return f"{self.prefix}/{exp.slug}/step-{step}{suffix}.md"
+
+    @property
+    def overview_uri(self) -> str:
+        return f"{self.prefix}/index.md"
+
+    @property
+    def prompts_uri(self) -> str:
+        return f"{self.prefix}/prompts.md"
+
+    # --- what a build adds
+
+    def add_run(self, exp: Experiment, results: list[StepResult], cache: StepCache, allowed: list[str],
+                warn: Warn) -> list[Generated]:
+        """The files of one experiment, in the order MkDocs writes them: its step pages, images and
+        downloads (its own page comes after every experiment's step pages: `experiment_page`);
+        warnings for its problems."""
+        run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
+        out: list[Generated] = []
+        images: set[str] = set()
+        for position, (step, result) in enumerate(zip(exp.steps, results)):
+            summary = result.summary
+            if summary.unreadable:
+                warn(f"{shown_name(step.path)}: unreadable: {summary.unreadable}")
+            for problem in summary.problems:
+                warn(f"{shown_name(step.path)}: {problem}")
+            run.summaries.append(summary)
+            run.keys.append(result.key)
+            run.step_uris.append(self.step_uri(exp, step.step, 1))
+            images.update(summary.images)
+            if summary.cut_texts:
+                out.append(Generated(f"{self.prefix}/{exp.slug}/texts/step-{step.step}.json",
+                                     source=str(cache.texts_file(result.key))))
+            for page in range(1, summary.pages + 1):
+                self.step_pages[self.step_uri(exp, step.step, page)] = StepPage(run, position, result.key, page)
+                title = f"Step {step.step} · {title_text(exp.name)}"
+                heading = f"Step {step.step}"
+                if summary.pages > 1:
+                    title += f" · page {page}"
+                    heading += f" · page {page} of {summary.pages}"
+                out.append(Generated(self.step_uri(exp, step.step, page), page_source(title, heading, False),
+                                     in_nav=False))
+        for rel in sorted(images):
+            source = os.path.join(exp.folder, rel)
+            real = os.path.realpath(source)
+            if not inside(real, allowed):  # an image (or a folder on its path) linking out of the runs
+                warn(f"{shown_name(source)}: links to {shown_name(real)}, outside the runs folder: "
+                     "not published (list that folder under the trajdocs option `allow_outside` to publish it)")
+                continue
+            if not os.path.isfile(real):
+                warn(f"{shown_name(source)}: not a regular file, not published")
+                continue
+            out.append(Generated(f"{self.prefix}/{exp.slug}/files/{rel}", source=real))
+        if exp.steps:
+            for ext, content in (("csv", aggregates_csv(run.summaries).encode()), ("json", aggregates_json(run.summaries))):
+                out.append(Generated(f"{self.prefix}/{exp.slug}/steps.{ext}",
+                                     source=cache.download(run.page_uri, ext, content)))
+            self.runs.append(run)
+            self.experiment_pages[run.page_uri] = run
+        return out
+
+    def experiment_page(self, run: ExperimentRun, in_nav: bool) -> Generated:
+        return Generated(run.page_uri, page_source(title_text(run.exp.name), markdown_text(run.exp.name), True),
+                         in_nav=in_nav)
+
+    def overview_page(self, title: str) -> Generated:
+        return Generated(self.overview_uri, page_source(title, esc(title), True))
+
+    def prompts_page(self, in_nav: bool) -> Generated:
+        return Generated(self.prompts_uri, page_source("Recurring prompts", "Recurring prompts", True), in_nav=in_nav)
+
+    def collisions(self, written: Iterable[tuple[str, str]]) -> list[str]:
+        """Two files written at one place, or a file where a folder goes, would replace one
+        experiment's page by another's: slugs are chosen so that this cannot happen (see
+        `discover.GENERATED_SEGMENT`); this makes sure. `written`: (source, destination) of every
+        file of the site."""
+        ours = self.prefix + "/"
+        dests: dict[str, str] = {}
+        folders: set[str] = set()
+        clashes = []
+        for src, dest in written:
+            if not dest.startswith(ours):
+                continue
+            if dest in dests:
+                clashes.append(f"{dests[dest]} and {src} are both written to {dest}")
+            dests[dest] = src
+            cut = dest.rfind("/")
+            while cut > 0 and dest[:cut] not in folders:
+                folders.add(dest[:cut])
+                cut = dest.rfind("/", 0, cut)
+        return clashes + [f"{src} is written to {dest}, where another page's folder is"
+                          for dest, src in dests.items() if dest in folders]
+
+    # --- nav
+
+    def section(self) -> list:
+        """The nav section: overview, recurring prompts, one entry per experiment."""
+        return ([{"Overview": self.overview_uri}, {"Recurring prompts": self.prompts_uri}]
+                + [{title_text(run.exp.name): run.page_uri} for run in self.runs])
+
+    def own_pages(self) -> set[str]:
+        return {self.overview_uri, self.prompts_uri} | {run.page_uri for run in self.runs}
+
+    def expand_nav(self, nav: list, title: str) -> list:
+        """A user-written nav stays as written, except that an entry for the overview page becomes
+        the section of overview plus experiments, under the user's title."""
+        def expand(item):  # type: ignore[no-untyped-def]
+            if item == self.overview_uri:
+                return {title_text(title): self.section()}
+            if isinstance(item, dict) and len(item) == 1:
+                (name, value), = item.items()
+                if value == self.overview_uri:
+                    return {name: self.section()}
+                if isinstance(value, list):
+                    return {name: [expand(v) for v in value]}
+            return item
+        return [expand(item) for item in nav]
+
+    # --- links and page bodies
+
+    def link(self, run: ExperimentRun, uri: str, from_step_page: bool) -> str:
+        """Relative link between pages of one experiment, which all sit in one folder."""
+        local = self.urls[uri][len(f"{self.prefix}/{run.exp.slug}/"):]
+        return (self.options.asset_base if from_step_page else "") + local or "./"
+
+    def step_links(self, info: StepPage) -> str:
+        """The links at the top and bottom of a step page: previous / experiment / next, pages."""
+        run, here = info.run, info.position
+        steps, uris = run.exp.steps, run.step_uris
+        prev = (self.link(run, uris[here - 1], True), steps[here - 1].step) if here > 0 else None
+        nxt = (self.link(run, uris[here + 1], True), steps[here + 1].step) if here + 1 < len(uris) else None
+        links = step_links(prev, (self.link(run, run.page_uri, True), run.exp.name), nxt)
+        pages = run.summaries[here].pages
+        if pages > 1:
+            step = steps[here].step
+            urls = [self.link(run, self.step_uri(run.exp, step, p), True) for p in range(1, pages + 1)]
+            links += pager(urls, info.page, run.summaries[here].trajectories, self.options.per_page)
+        return links
+
+    def readable_steps(self) -> dict[str, list[tuple[int, str]]]:
+        """Each experiment page's readable steps as (step, cache key): what the merged views read."""
+        return {run.page_uri: [(s.step, k) for s, k in zip(run.summaries, run.keys) if not s.unreadable]
+                for run in self.runs}
+
+    def overview_body(self, here: str, relative: RelativeUrl) -> str:
+        if not self.runs:
+            return "<p>No step files found yet.</p>"
+        urls = [relative(self.urls[run.page_uri], here) for run in self.runs]
+        rows = [(run.exp, run.summaries, url) for run, url in zip(self.runs, urls)]
+        views = [Run(run.exp.name, run.summaries,
+                     [relative(self.urls[u], here) for u in run.step_uris]) for run in self.runs]
+        prompts = relative(self.urls[self.prompts_uri], here)
+        return (overview_table(rows)
+                + f'<p class="td-facts"><a href="{prompts}">Recurring prompts</a>: responses to the same prompt '
+                  "at different steps and in different experiments.</p>"
+                + "<h2>Comparison</h2>" + comparison_table(views, urls) + comparison_charts(views))
+
+    def experiment_body(self, run: ExperimentRun, forking: str) -> str:
+        view = Run(run.exp.name, run.summaries, [self.link(run, u, False) for u in run.step_uris])
+        table = experiment_table(run.summaries, view.step_urls)
+        downloads = ('<p class="td-facts">Step aggregates: <a href="steps.csv" download>CSV</a> · '
+                     '<a href="steps.json" download>JSON</a></p>')
+        parts = [experiment_charts(view), "<h2>Steps</h2>", downloads, table]
+        if forking:
+            parts += ["<h2>Forking tokens</h2>", '<p class="td-note">The token strings most often flagged '
+                      "high-entropy in this experiment, and how often they are flagged early and late in "
+                      "training.</p>", forking]
+        return "".join(parts)
+
+    def experiment_facts(self, run: ExperimentRun) -> str:
+        steps = run.summaries
+        latest = latest_readable(steps)
+        facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {counted(len(steps), "step")} '
+                 f"({steps[0].step}–{steps[-1].step}) · {counted(sum(s.trajectories for s in steps), 'trajectory', 'trajectories')}")
+        if latest:
+            facts += f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}"
+            if latest.high_entropy_ratio is not None:  # only what the data has
+                facts += f", high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}"
+        return facts + "</p>"
+
+    def merged_views(self, previous: MergedViews | None, path: str, extras_of: Callable[[str], StepExtras],
+                     relative: RelativeUrl) -> MergedViews:
+        """The forking-token tables and the prompts page, merged from every step's extras
+        (`insights.merge_views`), linking from the prompts page to the best responses."""
+        here = self.urls[self.prompts_uri]
+        runs = {run.page_uri: run for run in self.runs}
+
+        def step_link(uri: str, step: int, page: int) -> str:
+            return relative(self.urls[self.step_uri(runs[uri].exp, step, page)], here)
+
+        return merge_views(previous, path, self.readable_steps(), {uri: run.exp.name for uri, run in runs.items()},
+                           extras_of, step_link, self.prompts_uri)
+
+    def steps_message(self, cached: int, total: int, by_workers: int, seconds: float) -> str:
+        workers = f", {by_workers} of them by worker processes" if by_workers else ""
+        return (f"{counted(len(self.runs), 'experiment')}, {counted(sum(len(r.summaries) for r in self.runs), 'step')} "
+                f"({total - cached} read{workers}, {cached} from cache) in {seconds:.1f} s")
+
+    def take_final(self, final: dict, warn: Warn) -> None:
+        """The final aggregates of the steps rendered late (`StepBuild.finish`)."""
+        if not final:
+            return
+        for run in self.runs:
+            for position, key in enumerate(run.keys):
+                summary = final.get(key)
+                if summary is not None and summary != run.summaries[position]:
+                    run.summaries[position] = summary
+                    if summary.unreadable:
+                        warn(f"{shown_name(run.exp.steps[position].path)}: unreadable: {summary.unreadable}")
+
+
+def new_steps_message(new: list[tuple[str, int]]) -> str:
+    """The steps that appeared since the last build (serve), as (experiment, step)."""
+    return "new steps: " + ", ".join(f"{name} step {step}" for name, step in new[:10]) + (" ..." if len(new) > 10 else "")
