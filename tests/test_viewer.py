@@ -204,3 +204,23 @@ def test_real_shapes_on_the_page(page, tmp_path, serve):
     assert page.locator("[data-td-setting='mode'], [data-td-setting='ratio'], [data-td-setting='filter']").count() == 0
     assert page.locator("[data-td-setting='sort']").count() == 1
     assert page.errors == [] and page.outside == []
+
+
+def test_sort_without_correctness_filter(page, tmp_path, serve):
+    """A LightRFT page has no correct/incorrect filter (badges are never guessed): sorting works,
+    a saved sort is applied on the next load, and no console errors."""
+    for step in (1, 2):
+        records = [scored_record(step, i, r) for i, r in enumerate([0.2, 0.9, 0.0])]
+        for record in records:
+            del record["info"]["reward_metrics"]
+        write_step(tmp_path / "results", "exp", step, records)
+    build_site(tmp_path)
+    base = serve(tmp_path / "site")
+    page.goto(base + "runs/exp/step-1/")
+    assert page.locator("[data-td-setting='filter']").count() == 0
+    page.select_option("[data-td-setting='sort']", "reward-desc")
+    assert section_order(page) == [1, 0, 2]
+    page.goto(base + "runs/exp/step-2/")
+    page.wait_for_load_state("load")
+    assert section_order(page) == [1, 0, 2]  # the saved sort, applied on load
+    assert page.errors == [] and page.outside == []

@@ -148,6 +148,10 @@
     return step.querySelector("[data-td-setting='" + name + "']");
   }
 
+  function value(control) {  /* every control is optional: a page shows only those its data has */
+    return control ? control.value : "";
+  }
+
   function init() {
     hideTip();
     prepareTables();
@@ -166,7 +170,7 @@
       var filter = setting(step, "filter");
       if (sort && state.sort) sort.value = state.sort;
       if (filter && state.filter) filter.value = state.filter;
-      if (sort && filter && (sort.value || filter.value)) applyOrder(step, sort.value, filter.value);
+      if ((sort && sort.value) || (filter && filter.value)) applyOrder(step, value(sort), value(filter));
       step.querySelectorAll(".td-tokens .h").forEach(function (token) { token.tabIndex = 0; });
     });
   }
@@ -185,7 +189,7 @@
       applyMode(step, target.value);
     } else if (target.matches("[data-td-setting='sort'], [data-td-setting='filter']")) {
       remember(target.getAttribute("data-td-setting"), target.value || null);
-      applyOrder(step, setting(step, "sort").value, setting(step, "filter").value);
+      applyOrder(step, value(setting(step, "sort")), value(setting(step, "filter")));
     }
   });
 
