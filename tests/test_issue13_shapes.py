@@ -343,3 +343,23 @@ def test_a_wrong_correct_option_is_refused(tmp_path, option, caplog):
     with pytest.raises(Abort):
         build_site(tmp_path, plugin={"runs": "results", "correct": option})
     assert "'correct' must be {field:" in caplog.text
+
+
+def test_prompt_of_a_response_cut_at_the_length_limit(tmp_path):
+    """No end of sequence: the saver leaves the response's last token out of generated_text, so
+    its text follows the response in full_sequence. The prompt is still found and grouped, and the
+    step page does not call that last element the end of sequence."""
+    prompt = QWEN_PROMPT.format(q="Think long?")
+    assert readers.prompt_of(prompt + "Let me think longer", "Let me think") == prompt
+    assert readers.prompt_of("Q: Let me think more", "Let me think") is None  # no assistant header: not sure
+    records = []
+    for i in range(2):
+        record = saver_record(1, i, [tok("Let", True, 2.0), tok(" me"), tok(" think")], question="Think long?")
+        record["full_sequence"] = prompt + "Let me think longer"  # " longer": the cut response's last token
+        records.append(record)
+    write_step(tmp_path / "results", "exp", 1, records)
+    assert [t.prompt for t in read_step(str(tmp_path / "results/exp/trajectories/trajectories_step_1.json")).trajectories] == [prompt] * 2
+    site = build_site(tmp_path, strict=True)
+    html = read(site / "runs" / "exp" / "step-1" / "index.html")
+    assert "Prompt group · 2 responses to one prompt" in html and "Full sequence" not in html
+    assert "cut at the length limit" in html

@@ -420,7 +420,9 @@ ASSISTANT_STARTS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|en
 def prompt_of(full_sequence: str, response: str) -> str | None:
     """The prompt: `full_sequence` up to where the response starts, or None when that place
     cannot be found for sure. The response must be followed by nothing but special tokens (the
-    end of sequence, padding). An empty response (an immediate end of sequence) starts where the
+    end of sequence, padding), or start right where the chat template's last assistant header
+    ends (LightRFT leaves a response's last token out of its text: with no end of sequence, that
+    token's text follows the response in `full_sequence`). An empty response (an immediate end of sequence) starts where the
     chat template's last assistant header ends. Where the response was joined from tokens decoded
     one by one (marker files), characters split over several byte-level tokens are U+FFFD pieces
     there but whole characters in `full_sequence`: a run of m pieces then stands for 1 to m
@@ -431,9 +433,11 @@ def prompt_of(full_sequence: str, response: str) -> str | None:
             if AFTER_RESPONSE.match(full_sequence, cut + len(response)):
                 return full_sequence[:cut]
             end = cut + len(response) - 1
-        if "\ufffd" not in response:
-            return None
     header = max((full_sequence.rfind(h) + len(h) for h in ASSISTANT_STARTS if h in full_sequence), default=-1)
+    if response and header > 0 and full_sequence.startswith(response, header):
+        return full_sequence[:header]  # right after the last assistant header; text after it (a cut response's last token)
+    if response and "\ufffd" not in response:
+        return None
     if not response:
         return full_sequence[:header] if header > 0 and AFTER_RESPONSE.match(full_sequence, header) else None
     pieces, pos = [], 0

@@ -465,7 +465,8 @@ def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, 
 SHIFT_NOTE = ('<p class="td-shift-note">Each token shows the flag and score of the step that chose it. '
               "LightRFT's saver stores them one token early (on the token before, the first on the prompt's last "
               'token): they are moved onto the tokens they belong to here. The last, empty token '
-              '<span class="td-end-sample">end</span> is the end of the sequence, whose text the file does not hold.</p>')
+              '<span class="td-end-sample">end</span> is the response\'s last token, whose text <code>generated_tokens</code> does not hold: the '
+              'end of sequence, or the last token of a response cut at the length limit.</p>')
 
 
 def legend_html(scale: EntropyScale, shifted: bool = False) -> str:
