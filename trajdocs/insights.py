@@ -178,8 +178,11 @@ class ForkingTally:
                         f'<td data-sort="{_sort(early)}">{fmt_ratio(early)}</td>'
                         f'<td data-sort="{_sort(late)}">{fmt_ratio(late)}</td><td>{sparkline(series)}</td></tr>')
         return (f'<table class="td-table td-sortable td-forking"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-                f'<p class="td-note">Counted from each step\'s {TOP_FORKING} most often flagged token strings, '
-                'whitespace stripped. Share flagged: flagged occurrences ÷ all occurrences of the string.</p>')
+                f'<p class="td-note">Counted per step, from that step\'s {TOP_FORKING} most often flagged token strings '
+                '(whitespace stripped): a string\'s flags, occurrences and scores count only at the steps where it is '
+                'one of them, so a step where it occurs but is not flagged (or is flagged less often than that step\'s '
+                f'{TOP_FORKING}th string) adds nothing and shows no share (—). Share flagged: flagged ÷ occurrences so counted. '
+                'The end of sequence is not counted.</p>')
 
 
 def _sort(value: Union[float, None]) -> str:
