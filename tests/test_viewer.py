@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_site, tok, trajectory, wait_for_step, write_step
+from conftest import build_site, read, tok, trajectory, wait_for_step, write_step
 
 pytestmark = pytest.mark.browser
 SCORES = [0.1, 3.2, 0.5, 2.0, 0.05, 1.1, 4.0, 0.3, 0.9, 2.6]  # every token scored
@@ -223,4 +223,29 @@ def test_sort_without_correctness_filter(page, tmp_path, serve):
     page.goto(base + "runs/exp/step-2/")
     page.wait_for_load_state("load")
     assert section_order(page) == [1, 0, 2]  # the saved sort, applied on load
+    assert page.errors == [] and page.outside == []
+
+
+def test_empty_token_is_visible_and_hoverable(page, tmp_path, serve):
+    """A special token inside a response decodes to "" (skip_special_tokens): it gets a visible
+    box that can be hovered, with no text added (copying stays exact); the forking-tokens table
+    names it apart from whitespace; the prompt is found though full_sequence holds the token."""
+    tokens = [tok("A", True, 1.0), tok("", True, 2.5), tok(" B"), tok("\n", True, 0.7)]
+    records = [trajectory(1, i, tokens) for i in range(2)]
+    for record in records:
+        record["full_sequence"] = records[0]["full_sequence"].replace("A B", "A<|endoftext|> B")
+    write_step(tmp_path / "results", "exp", 1, records)
+    site = build_site(tmp_path, strict=True)
+    experiment = read(site / "runs" / "exp" / "index.html")
+    assert "(empty: a special token)" in experiment and "(whitespace)" in experiment
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    assert page.locator(".td-group").count() == 1 and "Full sequence" not in page.content()
+    empty = page.locator(".td-traj").first.locator(".td-tokens i").nth(1)
+    assert empty.inner_text() == ""
+    box = empty.bounding_box()
+    assert box["width"] >= 5 and box["height"] >= 5
+    empty.hover()
+    tip = page.locator(".td-tip").inner_text()
+    assert "entropy 2.5" in tip and "empty" in tip
+    assert page.locator(".td-traj").first.locator(".td-tokens").evaluate("e => e.textContent").startswith("A B\n")
     assert page.errors == [] and page.outside == []

@@ -169,7 +169,8 @@ class ForkingTally:
             early, late = finite_mean(series[:third]), finite_mean(series[-third:])
             share = flagged / occ if occ else None
             mean = score_sum / scored if scored else None
-            shown = esc(text[:FORKING_CHARS]) if text else '<span class="td-null">(whitespace)</span>'
+            shown = esc(text[:FORKING_CHARS]) if text.strip() else '<span class="td-null">(whitespace)</span>' if text \
+                else '<span class="td-null">(empty: a special token)</span>'
             if len(text) > FORKING_CHARS:  # the whole token is in its steps' long texts (texts/step-<N>.json)
                 shown += '<span class="td-null">… (cut: the whole token is in its steps\' long texts)</span>'
             rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'

@@ -393,6 +393,7 @@
     if (advantage !== null) line(tip, "advantage", advantage);
     if (token.classList.contains("td-end")) line(tip, "token", "the response\u2019s last token: not in generated_tokens " +
                                                           "(the end of sequence, or the last token of a response cut at the length limit)");
+    else if (tokenText(token) === "") line(tip, "token", "empty (a special token: decoded with skip_special_tokens)");
     else line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
     var cut = token.getAttribute("data-cut");  /* a token too long for the page: its opening only */
     if (cut !== null) line(tip, "cut", "the first " + token.textContent.length.toLocaleString("en") + " of " +
