@@ -189,3 +189,10 @@ def test_check_command_lists_runs_and_problems(tmp_path):
     assert failed.returncode == 1
     assert f"{bad}: unreadable: invalid JSON: unexpected end of file at line 1" in failed.stdout
     assert "1 problem" in failed.stdout
+
+
+def test_prompt_group_header_counts_nan_rewards_left_out(tmp_path):
+    records = [trajectory(1, 0, [tok("a")], reward=0.9), trajectory(1, 0, [tok("b")], reward=float("nan"))]
+    write_step(tmp_path / "results", "exp", 1, json.dumps(records))  # NaN as Python writes it
+    html = read(build_site(tmp_path) / "runs" / "exp" / "step-1" / "index.html")
+    assert "Prompt group · 2 responses to one prompt · reward mean 0.9 ± 0 (min 0.9, max 0.9) · 1 NaN not counted" in html

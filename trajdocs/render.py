@@ -358,6 +358,10 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
         std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards))
         spread = (f" · reward mean {fmt_number(mean)} ± {fmt_number(std)} "
                   f"(min {fmt_number(min(rewards))}, max {fmt_number(max(rewards))})")
+    odd = [t.reward for t in group if t.reward is not None and not math.isfinite(t.reward)]
+    if odd:  # NaN / infinite rewards are left out of the mean: say how many
+        spread += f" · {len(odd)} NaN not counted" if all(map(math.isnan, odd)) else \
+            f" · {counted(len(odd), 'non-finite reward')} not counted"
     versus = ('<button type="button" class="td-compare">Best and worst side by side</button>'
               if len(rewards) > 1 and max(rewards) != min(rewards) else "")
     head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
