@@ -196,3 +196,16 @@ def test_prompt_group_header_counts_nan_rewards_left_out(tmp_path):
     write_step(tmp_path / "results", "exp", 1, json.dumps(records))  # NaN as Python writes it
     html = read(build_site(tmp_path) / "runs" / "exp" / "step-1" / "index.html")
     assert "Prompt group · 2 responses to one prompt · reward mean 0.9 ± 0 (min 0.9, max 0.9) · 1 NaN not counted" in html
+
+
+def test_singular_counts_read_as_english(tmp_path):
+    records = [trajectory(1, 0, [], end={"high_entropy": True, "entropy_score": 1.5}),  # an immediate end of sequence
+               trajectory(1, 1, [tok("b")], reward=0.0)]
+    records[0].pop("pure_generated_tokens", None)
+    records[0]["info"]["reward"] = float("nan")
+    write_step(tmp_path / "results", "exp", 1, json.dumps(records))
+    site = build_site(tmp_path, plugin={"runs": "results", "correct": {"field": "info.reward", "min": 0.5}})
+    html = read(site / "runs" / "exp" / "step-1" / "index.html")
+    assert "Response · 1 token</div>" in html and "Response · 2 tokens</div>" in html
+    assert "Average over 1 token that carries a score." in html
+    assert "correct rule: info.reward is not a finite number in 1 trajectory (0): no badge" in html

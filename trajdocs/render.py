@@ -221,7 +221,7 @@ def stats_html(st: TokenStats) -> str:
     cells = "".join(f'<div><dt>{k}</dt><dd>{v}</dd></div>' for k, v in items)
     note = ""
     if st.scored:
-        note = f'<p class="td-note">Average over the {st.scored} tokens that carry a score.</p>'
+        note = f'<p class="td-note">Average over {"the " if st.scored != 1 else ""}{counted(st.scored, "token")} that {"carry" if st.scored != 1 else "carries"} a score.</p>'
     return f'<dl class="td-stats">{cells}</dl>{note}'
 
 
@@ -325,7 +325,7 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
         parts.append(prompt_html("Full sequence", traj.full_sequence, limit))
     parts.append(images_html(traj, options.asset_base))
     if traj.tokens is not None:
-        parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {"segments" if traj.tokens.segments else "tokens"}</div>')
+        parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {("segment" if traj.tokens.segments else "token") + ("s" if len(traj.tokens) != 1 else "")}</div>')
         parts.append(tokens_html(traj.tokens, options.max_tokens, traj.token_values))
     elif traj.pure_generated_text is not None:
         text = traj.pure_generated_text
