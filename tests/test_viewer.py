@@ -249,3 +249,17 @@ def test_empty_token_is_visible_and_hoverable(page, tmp_path, serve):
     assert "entropy 2.5" in tip and "empty" in tip
     assert page.locator(".td-traj").first.locator(".td-tokens").evaluate("e => e.textContent").startswith("A B\n")
     assert page.errors == [] and page.outside == []
+
+
+def test_slider_reads_the_files_ratio_as_the_legend_does(page, tmp_path, serve):
+    tokens = [tok(f" t{i}", high=i < 2, score=2.0 - i if i < 2 else None) for i in range(10)]
+    write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, tokens)])  # 2 of 11 flagged: 18.2%
+    build_site(tmp_path)
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    assert "18.2% of this step's tokens" in page.locator(".td-ratio-note").inner_text()
+    assert page.locator(".td-ratio-out").inner_text() == "18.2%"
+    page.locator("input[data-td-setting='ratio']").fill("10")
+    assert page.locator(".td-ratio-out").inner_text() == "10%"
+    page.locator("[data-td-reset='ratio']").click()
+    assert page.locator(".td-ratio-out").inner_text() == "18.2%"
+    assert page.errors == [] and page.outside == []

@@ -452,7 +452,7 @@ def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, 
         start = min(top, max(1, round(100 * scale.file_ratio)))
         slider = (f'<label>Flag top <input type="range" data-td-setting="ratio" min="1" max="{top}" '
                   f'value="{start}" aria-label="share of tokens to flag, percent"> <output class="td-ratio-out">'
-                  f'{start}%</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
+                  f'{fmt_ratio(scale.file_ratio)}</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
                   f'as in file</button>')
     sorts = [(v, label) for v, label in SORTS if not (v.startswith("ratio") and not has.tokens)
              and not (v.startswith("adv") and not has.advantage) and not (v.startswith("len") and not has.length)]

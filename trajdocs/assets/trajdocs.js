@@ -100,7 +100,7 @@
     });
     var shown = percent === null ? Math.round(fileRatio * 100) : percent;
     slider.value = String(Math.min(shown, parseInt(slider.max, 10)));
-    if (out) out.textContent = shown + "%";
+    if (out) out.textContent = percent === null ? (fileRatio * 100).toFixed(1) + "%" : percent + "%";  /* as the legend */
     if (note) {
       note.textContent = percent === null
         ? "as flagged in the file (" + (fileRatio * 100).toFixed(1) + "% of this step's tokens)"
