@@ -49,6 +49,7 @@ def test_verl_rollouts_are_experiments_with_prompt_groups(tmp_path):
     site = build_site(tmp_path, strict=True)
     overview = read(site / "runs" / "index.html")
     assert ">my-exp/rollout_data</a>" in overview
+    assert "Accuracy" in overview and "reward_metrics" not in overview  # verl's accuracy comes from acc
     table = steps_table(read(site / "runs" / "my-exp" / "rollout_data" / "index.html"))
     assert re.findall(r'<a href="step-(\d+)/">', table) == ["1", "2", "10"]
     html = read(site / "runs" / "my-exp" / "rollout_data" / "step-2" / "index.html")

@@ -20,7 +20,7 @@ from .text import DASH, esc, fmt_number, fmt_ratio
 Getter = Callable[[StepSummary], Union[float, None]]
 METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, format)
     ("reward", "Mean reward", lambda s: s.mean_reward, fmt_number),
-    ("accuracy", "Accuracy (reward_metrics)", lambda s: s.mean_accuracy, fmt_number),
+    ("accuracy", "Accuracy", lambda s: s.mean_accuracy, fmt_number),  # acc, accuracy or a single reward_metrics.accuracy* value
     ("length", "Mean response length (tokens)", lambda s: s.mean_response_length, fmt_number),
     ("ratio", "High-entropy ratio", lambda s: s.high_entropy_ratio, fmt_ratio),
     ("entropy", "Mean entropy of scored tokens", lambda s: s.mean_entropy, fmt_number),
