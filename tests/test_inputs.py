@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import re
 import struct
@@ -50,6 +52,10 @@ def test_verl_rollouts_are_experiments_with_prompt_groups(tmp_path):
     overview = read(site / "runs" / "index.html")
     assert ">my-exp/rollout_data</a>" in overview
     assert "Accuracy" in overview and "reward_metrics" not in overview  # verl's accuracy comes from acc
+    rows = list(csv.DictReader(io.StringIO(read(site / "runs" / "my-exp" / "rollout_data" / "steps.csv"))))
+    assert [(r["tokens"], r["high_entropy_tokens"]) for r in rows] == [("", "")] * 3  # no tokens: not 0
+    data = json.loads(read(site / "runs" / "my-exp" / "rollout_data" / "steps.json"))
+    assert [(d["tokens"], d["high_entropy_tokens"]) for d in data] == [(None, None)] * 3
     table = steps_table(read(site / "runs" / "my-exp" / "rollout_data" / "index.html"))
     assert re.findall(r'<a href="step-(\d+)/">', table) == ["1", "2", "10"]
     html = read(site / "runs" / "my-exp" / "rollout_data" / "step-2" / "index.html")

@@ -110,13 +110,16 @@ def aggregates_csv(summaries: Sequence[StepSummary]) -> str:
     for s in summaries:
         row = [getattr(s, f) for f in CSV_FIELDS]
         row[CSV_FIELDS.index("problems")] = len(s.problems)
+        if not s.tokens:  # no token arrays in the files (verl, LightRFT without entropy marking): empty, not 0
+            row[CSV_FIELDS.index("tokens")] = row[CSV_FIELDS.index("high_entropy_tokens")] = None
         writer.writerow(["" if v is None else v for v in row])
     return out.getvalue()
 
 
 def aggregates_json(summaries: Sequence[StepSummary]) -> bytes:
     fields = (*CSV_FIELDS, "histogram")
-    return orjson.dumps([{f: getattr(s, f) for f in fields} for s in summaries])
+    no_tokens = {"tokens": None, "high_entropy_tokens": None}  # no token arrays in the files: null, not 0
+    return orjson.dumps([{f: getattr(s, f) for f in fields} | (no_tokens if not s.tokens else {}) for s in summaries])
 
 
 # --- forking tokens -------------------------------------------------------------------------
