@@ -219,3 +219,10 @@ def test_forking_table_says_what_it_counts(tmp_path):
                      r'<td[^>]*>50.0%</td>', table)
     note = re.sub(r"\s+", " ", table[table.index('<p class="td-note">'):table.index("</p>")])
     assert "a step where it occurs but is not flagged" in note and "adds nothing" in note
+
+
+def test_count_axis_has_whole_number_ticks_only():
+    from trajdocs.charts import bar_chart
+    svg = bar_chart("Entropy scores", [1, 0, 1], 0.1, "entropy")
+    ticks = re.findall(r'text-anchor="end">([^<]+)</text>', svg)[:-1]  # the last one: the axis label
+    assert ticks == ["0", "1"]
