@@ -126,8 +126,9 @@ def test_install_prints_no_warning(tmp_path):
     names = zipfile.ZipFile(next((tmp_path / "wheel").glob("trajdocs-*.whl"))).namelist()
     assert "trajdocs/assets/trajdocs.js" in names and "trajdocs/assets/trajdocs.css" in names
     # `pip install -e .`: no "Editable installation" notice (setuptools' import-hook strategy) either
+    # (--ignore-installed: into a folder of its own, never uninstalling the trajdocs under test)
     editable = subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(tmp_path / "src"), "--no-deps", "-v",
-                               "--prefix", str(tmp_path / "prefix")], capture_output=True, text=True)
+                               "--ignore-installed", "--prefix", str(tmp_path / "prefix")], capture_output=True, text=True)
     assert editable.returncode == 0, editable.stdout + editable.stderr
     warnings = [line for line in (editable.stdout + editable.stderr).splitlines()
                 if "Warning:" in line or "InformationOnly" in line]
