@@ -50,7 +50,7 @@ def test_verl_rollouts_are_experiments_with_prompt_groups(tmp_path):
         (folder / f"{step}.jsonl").write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
     site = build_site(tmp_path, strict=True)
     overview = read(site / "runs" / "index.html")
-    assert ">my-exp/rollout_data</a>" in overview
+    assert ">my-exp/<wbr>rollout_data</a>" in overview  # <wbr>: names break only at "/" and "-"
     assert "Accuracy" in overview and "reward_metrics" not in overview  # verl's accuracy comes from acc
     rows = list(csv.DictReader(io.StringIO(read(site / "runs" / "my-exp" / "rollout_data" / "steps.csv"))))
     assert [(r["tokens"], r["high_entropy_tokens"]) for r in rows] == [("", "")] * 3  # no tokens: not 0
@@ -148,7 +148,7 @@ def test_huge_values_stay_usable(tmp_path):
     site = build_site(tmp_path, strict=True, plugin={"runs": "results", "trajectories_per_page": 50})
     html = read(site / "runs" / "big" / "step-1" / "index.html")
     assert "list of 2000; mean 999.5, min 0, max 1999" in html
-    assert "reward_metrics.level39.level38.level37.level36" in html and "level0" in html  # deep rest as text
+    assert "reward_<wbr>metrics.<wbr>level39.<wbr>level38.<wbr>level37.<wbr>level36" in html and "level0" in html  # deep rest as text
     assert html.count("<i") >= 100_000
     assert 'Show the remaining 97,001 tokens' in html  # the end-of-sequence token is the last
     pages = sorted((site / "runs" / "big").glob("step-2*/index.html"))

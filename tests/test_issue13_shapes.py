@@ -183,7 +183,7 @@ def test_no_badge_from_reward_or_micro_batch_lists(tmp_path):
     assert "data-correct" not in html and "td-badge" not in html
     assert "<th>Correct</th>" not in html and 'value="correct"' not in html
     # shown as what it is (the note is drawn by CSS: the value's text stays the value)
-    assert "reward_metrics.accuracy_reward</dt><dd class=\"td-batch\" title=\"LightRFT's saver writes" in html
+    assert "reward_<wbr>metrics.<wbr>accuracy_<wbr>reward</dt><dd class=\"td-batch\" title=\"LightRFT's saver writes" in html
     assert '<span class="td-list">list of 4: 0, 1, 0, 1</span>' in html
     assert "Mean accuracy" not in read(site / "runs" / "exp" / "index.html")
 
@@ -294,7 +294,7 @@ def test_scalar_advantages_read_as_single_values(tmp_path):
     site = build_site(tmp_path, strict=True)
     html = read(site / "runs" / "exp" / "step-1" / "index.html")
     for key, value in (("advantages", "-0.25"), ("return", "-0.25"), ("action_log_probs", "-1.5"), ("values", "0")):
-        assert f'<dt>{key}</dt><dd class="td-single" title="one value for the trajectory, not a list per token">{value}</dd>' in html
+        assert f'<dt>{key.replace("_", "_<wbr>")}</dt><dd class="td-single" title="one value for the trajectory, not a list per token">{value}</dd>' in html
     assert "data-logprob" not in html and "data-advantage" not in html  # nothing per token to hover
 
 

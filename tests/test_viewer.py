@@ -263,3 +263,39 @@ def test_slider_reads_the_files_ratio_as_the_legend_does(page, tmp_path, serve):
     page.locator("[data-td-reset='ratio']").click()
     assert page.locator(".td-ratio-out").inner_text() == "18.2%"
     assert page.errors == [] and page.outside == []
+
+
+def test_layout_wide_tables_and_narrow_screens(browser, tmp_path, serve):
+    """Experiment names readable on the overview (broken only at "/" and "-"); wide tables scroll
+    inside their own box with the first column in view; at 390 px no page scrolls sideways."""
+    name = "lightrft-gsm8k-grpo/qwen2.5-0.5b-ep30-kl0.01-lr1e-6"
+    for step in (1, 2):
+        records = [scored_record(step, i, r) for i, r in enumerate([0.2, 0.9])]
+        for record in records:
+            record["info"]["reward_metrics"]["format_reward"] = 1.0
+        write_step(tmp_path / "results", name, step, records)
+    build_site(tmp_path)
+    base = serve(tmp_path / "site") + "runs/"
+    slug = base + name + "/"
+    wide = browser.new_page(viewport={"width": 1440, "height": 900})
+    wide.goto(base)
+    link = wide.locator("table.td-experiments td:first-child a").first
+    assert link.evaluate("a => a.getBoundingClientRect().width") >= 140
+    assert wide.locator("table.td-experiments td:first-child").first.evaluate(
+        "td => getComputedStyle(td).position") == "sticky"
+    wide.close()
+    narrow = browser.new_page(viewport={"width": 390, "height": 800})
+    for url in (base, slug, slug + "step-1/"):
+        narrow.goto(url)
+        assert narrow.evaluate("document.documentElement.scrollWidth") <= 390, url
+    narrow.goto(base)
+    table = narrow.locator("table.td-compare")
+    assert table.evaluate("t => t.scrollWidth > t.clientWidth")  # scrolls inside its own box
+    table.evaluate("t => { t.scrollLeft = 200; }")
+    first = table.locator("tbody td:first-child").first
+    assert first.evaluate("td => td.getBoundingClientRect().left") >= table.evaluate("t => t.getBoundingClientRect().left") - 1
+    narrow.goto(slug + "step-1/")
+    key = narrow.locator("dl.td-meta dt", has_text="format_reward").first
+    assert key.evaluate("dt => dt.innerHTML") == "reward_<wbr>metrics.<wbr>format_<wbr>reward"
+    assert key.inner_text() == "reward_metrics.format_reward"
+    narrow.close()

@@ -15,7 +15,7 @@ import orjson
 from .charts import Point, Series, line_chart, sparkline
 from .model import StepSummary
 from .stats import HISTOGRAM_WIDTH, TOP_FORKING, finite_mean
-from .text import DASH, esc, fmt_number, fmt_ratio
+from .text import DASH, esc, esc_breakable, fmt_number, fmt_ratio
 
 Getter = Callable[[StepSummary], Union[float, None]]
 METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, format)
@@ -213,7 +213,7 @@ def comparison_table(runs: Sequence[Run], urls: Sequence[str]) -> str:
     rows = []
     for run, url in zip(runs, urls):
         steps = readable(run)
-        cells = [f'<td><a href="{esc(url)}">{esc(run.name)}</a></td>',
+        cells = [f'<td><a href="{esc(url)}">{esc_breakable(run.name, "/")}</a></td>',
                  f"<td>{steps[-1][0].step if steps else DASH}</td>"]
         for key, _, get, fmt in metrics:
             values = [(get(s), s.step) for s, _ in steps if get(s) is not None and math.isfinite(get(s))]

@@ -20,7 +20,7 @@ from .readers import CorrectRule
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
-from .text import DASH, attr, counted, esc, fmt_number, fmt_ratio, needs_escape, unshowable
+from .text import DASH, attr, counted, esc, esc_breakable, fmt_number, fmt_ratio, needs_escape, unshowable
 
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("scores", "Entropy score", True),
@@ -231,9 +231,9 @@ PER_TOKEN_FIELDS = ("advantages", "return", "values", "action_log_probs")  # lis
 def metadata_html(meta: dict[str, MetaValue], limit: int = 1_000_000) -> str:
     if not meta:
         return ""
-    rows = "".join(f"<div><dt>{esc(k)}</dt><dd{_value_note(k, v)}>{fmt_value(v)}</dd></div>"
+    rows = "".join(f"<div><dt>{esc_breakable(k, '._')}</dt><dd{_value_note(k, v)}>{fmt_value(v)}</dd></div>"
                    if not (isinstance(v, str) and len(v) > limit)
-                   else f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v[:limit])}{cut_note(limit, len(v))}</dd></div>"
+                   else f"<div><dt>{esc_breakable(k, '._')}</dt><dd>{fmt_value(v[:limit])}{cut_note(limit, len(v))}</dd></div>"
                    for k, v in meta.items())
     return f'<dl class="td-meta">{rows}</dl>'
 
@@ -647,7 +647,7 @@ def overview_table(rows: Sequence[tuple[Experiment, Sequence[StepSummary], str]]
         latest = latest_readable(summaries)
         first, last = summaries[0].step, summaries[-1].step
         body.append(
-            f'<tr><td><a href="{attr(url)}">{esc(exp.name)}</a></td><td>{len(summaries)}</td>'
+            f'<tr><td><a href="{attr(url)}">{esc_breakable(exp.name, "/")}</a></td><td>{len(summaries)}</td>'
             f"<td>{first}–{last}</td><td>{sum(s.trajectories for s in summaries)}</td>"
             f"<td>{DASH if latest is None else latest.step}</td>"
             f"<td>{fmt_number(latest.mean_reward if latest else None)}</td>"
