@@ -55,10 +55,14 @@ def main() -> int:
                         page.screenshot(path=str(out / f"{name}-{scheme}.png"))
                         page.close()
                         continue
-                    page.select_option("[data-td-setting='mode']", mode)
-                    page.evaluate("document.querySelectorAll('.td-traj .td-tokens')[1].scrollIntoView();"
-                                  "window.scrollBy(0, -330)")
-                    page.locator(".td-traj").nth(1).locator(".td-tokens .h").nth(9).hover()
+                    if page.locator("[data-td-setting='mode']").count():  # only where every token has a score
+                        page.select_option("[data-td-setting='mode']", mode)
+                    # the first trajectory with at least 10 flagged tokens (not an immediate end of sequence)
+                    index = page.evaluate("Array.from(document.querySelectorAll('.td-traj')).findIndex("
+                                          "t => t.querySelectorAll('.td-tokens .h').length >= 10)")
+                    page.evaluate(f"document.querySelectorAll('.td-traj')[{max(index, 0)}]"
+                                  ".querySelector('.td-tokens').scrollIntoView(); window.scrollBy(0, -330)")
+                    page.locator(".td-traj").nth(max(index, 0)).locator(".td-tokens .h").nth(9).hover()
                     page.wait_for_timeout(200)
                     page.screenshot(path=str(out / f"{name}-{scheme}.png"))
                     page.close()

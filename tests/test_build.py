@@ -106,9 +106,9 @@ def test_metadata_shows_zero_and_summarises_per_token_lists(tmp_path):
                         info={"reward": 0.75, "kl": 0.01, "reward_metrics": {"format": 1.0, "acc": 0.0}})
     write_step(tmp_path / "results", "exp", 3, [record])
     html = read(build_site(tmp_path) / "runs" / "exp" / "step-3" / "index.html")
-    assert "<dt>experience_index</dt><dd>0</dd>" in html
-    assert "<dt>sample_in_exp</dt><dd>0</dd>" in html
-    assert "<dt>reward_metrics.acc</dt><dd>0</dd>" in html
+    assert "<dt>experience_<wbr>index</dt><dd>0</dd>" in html  # <wbr>: keys break only after "_" and "."
+    assert "<dt>sample_<wbr>in_<wbr>exp</dt><dd>0</dd>" in html
+    assert "<dt>reward_<wbr>metrics.<wbr>acc</dt><dd>0</dd>" in html
     assert "<dt>kl</dt><dd>0.01</dd>" in html
     assert "list of 1500; mean 74.95, min 0, max 149.9" in html
     assert "list of 1500; mean -74.95, min -149.9, max 0" in html
@@ -197,7 +197,7 @@ def test_several_roots_and_nested_experiments(tmp_path):
     (tmp_path / "results" / "empty-exp" / "trajectories").mkdir(parents=True)
     site = build_site(tmp_path, plugin={"runs": ["results", "old/results"]})
     overview = read(site / "runs" / "index.html")
-    assert ">results/exp</a>" in overview and ">old/results/exp</a>" in overview
+    assert ">results/<wbr>exp</a>" in overview and ">old/<wbr>results/<wbr>exp</a>" in overview
     assert (site / "runs" / "results" / "exp" / "step-1" / "index.html").exists()
     assert (site / "runs" / "old" / "results" / "exp" / "step-7" / "index.html").exists()
     assert "empty-exp" not in overview

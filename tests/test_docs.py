@@ -105,8 +105,8 @@ def test_quick_start_snippets_work_offline():
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git to list the project's files")
 def test_install_prints_no_warning(tmp_path):
-    """`pip install` of the project (a wheel, built the way `pip install -e .` builds) shows no
-    setuptools deprecation or packaging warning."""
+    """`pip install` of the project (a wheel, and `pip install -e .`) shows no setuptools
+    deprecation, packaging or editable-installation warning."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
     for name in files:
@@ -125,3 +125,11 @@ def test_install_prints_no_warning(tmp_path):
     import zipfile
     names = zipfile.ZipFile(next((tmp_path / "wheel").glob("trajdocs-*.whl"))).namelist()
     assert "trajdocs/assets/trajdocs.js" in names and "trajdocs/assets/trajdocs.css" in names
+    # `pip install -e .`: no "Editable installation" notice (setuptools' import-hook strategy) either
+    # (--ignore-installed: into a folder of its own, never uninstalling the trajdocs under test)
+    editable = subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(tmp_path / "src"), "--no-deps", "-v",
+                               "--ignore-installed", "--prefix", str(tmp_path / "prefix")], capture_output=True, text=True)
+    assert editable.returncode == 0, editable.stdout + editable.stderr
+    warnings = [line for line in (editable.stdout + editable.stderr).splitlines()
+                if "Warning:" in line or "InformationOnly" in line]
+    assert not warnings, "\n".join(warnings)

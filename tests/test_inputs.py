@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import re
 import struct
@@ -48,7 +50,12 @@ def test_verl_rollouts_are_experiments_with_prompt_groups(tmp_path):
         (folder / f"{step}.jsonl").write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
     site = build_site(tmp_path, strict=True)
     overview = read(site / "runs" / "index.html")
-    assert ">my-exp/rollout_data</a>" in overview
+    assert ">my-exp/<wbr>rollout_data</a>" in overview  # <wbr>: names break only at "/" and "-"
+    assert "Accuracy" in overview and "reward_metrics" not in overview  # verl's accuracy comes from acc
+    rows = list(csv.DictReader(io.StringIO(read(site / "runs" / "my-exp" / "rollout_data" / "steps.csv"))))
+    assert [(r["tokens"], r["high_entropy_tokens"]) for r in rows] == [("", "")] * 3  # no tokens: not 0
+    data = json.loads(read(site / "runs" / "my-exp" / "rollout_data" / "steps.json"))
+    assert [(d["tokens"], d["high_entropy_tokens"]) for d in data] == [(None, None)] * 3
     table = steps_table(read(site / "runs" / "my-exp" / "rollout_data" / "index.html"))
     assert re.findall(r'<a href="step-(\d+)/">', table) == ["1", "2", "10"]
     html = read(site / "runs" / "my-exp" / "rollout_data" / "step-2" / "index.html")
@@ -141,7 +148,7 @@ def test_huge_values_stay_usable(tmp_path):
     site = build_site(tmp_path, strict=True, plugin={"runs": "results", "trajectories_per_page": 50})
     html = read(site / "runs" / "big" / "step-1" / "index.html")
     assert "list of 2000; mean 999.5, min 0, max 1999" in html
-    assert "reward_metrics.level39.level38.level37.level36" in html and "level0" in html  # deep rest as text
+    assert "reward_<wbr>metrics.<wbr>level39.<wbr>level38.<wbr>level37.<wbr>level36" in html and "level0" in html  # deep rest as text
     assert html.count("<i") >= 100_000
     assert 'Show the remaining 97,001 tokens' in html  # the end-of-sequence token is the last
     pages = sorted((site / "runs" / "big").glob("step-2*/index.html"))
@@ -189,3 +196,23 @@ def test_check_command_lists_runs_and_problems(tmp_path):
     assert failed.returncode == 1
     assert f"{bad}: unreadable: invalid JSON: unexpected end of file at line 1" in failed.stdout
     assert "1 problem" in failed.stdout
+
+
+def test_prompt_group_header_counts_nan_rewards_left_out(tmp_path):
+    records = [trajectory(1, 0, [tok("a")], reward=0.9), trajectory(1, 0, [tok("b")], reward=float("nan"))]
+    write_step(tmp_path / "results", "exp", 1, json.dumps(records))  # NaN as Python writes it
+    html = read(build_site(tmp_path) / "runs" / "exp" / "step-1" / "index.html")
+    assert "Prompt group · 2 responses to one prompt · reward mean 0.9 ± 0 (min 0.9, max 0.9) · 1 NaN not counted" in html
+
+
+def test_singular_counts_read_as_english(tmp_path):
+    records = [trajectory(1, 0, [], end={"high_entropy": True, "entropy_score": 1.5}),  # an immediate end of sequence
+               trajectory(1, 1, [tok("b")], reward=0.0)]
+    records[0].pop("pure_generated_tokens", None)
+    records[0]["info"]["reward"] = float("nan")
+    write_step(tmp_path / "results", "exp", 1, json.dumps(records))
+    site = build_site(tmp_path, plugin={"runs": "results", "correct": {"field": "info.reward", "min": 0.5}})
+    html = read(site / "runs" / "exp" / "step-1" / "index.html")
+    assert "Response · 1 token</div>" in html and "Response · 2 tokens</div>" in html
+    assert "Average over 1 token that carries a score." in html
+    assert "correct rule: info.reward is not a finite number in 1 trajectory (0): no badge" in html

@@ -204,3 +204,25 @@ def test_sparklines_of_long_runs_average_per_pixel():
     ys = [float(p.split(",")[1]) for p in line]
     assert ys == sorted(ys, reverse=True)  # rising values: y falls in SVG coordinates
     assert sparkline([1.0, None, 2.0]).count(",") == 2
+
+
+def test_forking_table_says_what_it_counts(tmp_path):
+    """"<think>" occurs 3 times and is flagged once; the step where it occurs unflagged is not one
+    of the strings that step counts: the table shows what it counted (2, 50%, "—" at step 2) and
+    its note says so."""
+    write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, [tok("<think>", True, 1.5), tok(" a")]),
+                                                trajectory(1, 1, [tok("<think>"), tok(" b")])])
+    write_step(tmp_path / "results", "exp", 2, [trajectory(2, 0, [tok("<think>"), tok(" c", True, 1.0)])])
+    html = read(build_site(tmp_path) / "runs" / "exp" / "index.html")
+    table = html[html.index('<table class="td-table td-sortable td-forking">'):]
+    assert re.search(r'<code class="td-tok">&lt;think&gt;</code></td><td data-sort="1">1</td><td data-sort="2">2</td>'
+                     r'<td[^>]*>50.0%</td>', table)
+    note = re.sub(r"\s+", " ", table[table.index('<p class="td-note">'):table.index("</p>")])
+    assert "a step where it occurs but is not flagged" in note and "adds nothing" in note
+
+
+def test_count_axis_has_whole_number_ticks_only():
+    from trajdocs.charts import bar_chart
+    svg = bar_chart("Entropy scores", [1, 0, 1], 0.1, "entropy")
+    ticks = re.findall(r'text-anchor="end">([^<]+)</text>', svg)[:-1]  # the last one: the axis label
+    assert ticks == ["0", "1"]

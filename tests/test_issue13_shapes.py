@@ -183,7 +183,7 @@ def test_no_badge_from_reward_or_micro_batch_lists(tmp_path):
     assert "data-correct" not in html and "td-badge" not in html
     assert "<th>Correct</th>" not in html and 'value="correct"' not in html
     # shown as what it is (the note is drawn by CSS: the value's text stays the value)
-    assert "reward_metrics.accuracy_reward</dt><dd class=\"td-batch\" title=\"LightRFT's saver writes" in html
+    assert "reward_<wbr>metrics.<wbr>accuracy_<wbr>reward</dt><dd class=\"td-batch\" title=\"LightRFT's saver writes" in html
     assert '<span class="td-list">list of 4: 0, 1, 0, 1</span>' in html
     assert "Mean accuracy" not in read(site / "runs" / "exp" / "index.html")
 
@@ -294,7 +294,7 @@ def test_scalar_advantages_read_as_single_values(tmp_path):
     site = build_site(tmp_path, strict=True)
     html = read(site / "runs" / "exp" / "step-1" / "index.html")
     for key, value in (("advantages", "-0.25"), ("return", "-0.25"), ("action_log_probs", "-1.5"), ("values", "0")):
-        assert f'<dt>{key}</dt><dd class="td-single" title="one value for the trajectory, not a list per token">{value}</dd>' in html
+        assert f'<dt>{key.replace("_", "_<wbr>")}</dt><dd class="td-single" title="one value for the trajectory, not a list per token">{value}</dd>' in html
     assert "data-logprob" not in html and "data-advantage" not in html  # nothing per token to hover
 
 
@@ -343,3 +343,23 @@ def test_a_wrong_correct_option_is_refused(tmp_path, option, caplog):
     with pytest.raises(Abort):
         build_site(tmp_path, plugin={"runs": "results", "correct": option})
     assert "'correct' must be {field:" in caplog.text
+
+
+def test_prompt_of_a_response_cut_at_the_length_limit(tmp_path):
+    """No end of sequence: the saver leaves the response's last token out of generated_text, so
+    its text follows the response in full_sequence. The prompt is still found and grouped, and the
+    step page does not call that last element the end of sequence."""
+    prompt = QWEN_PROMPT.format(q="Think long?")
+    assert readers.prompt_of(prompt + "Let me think longer", "Let me think") == prompt
+    assert readers.prompt_of("Q: Let me think more", "Let me think") is None  # no assistant header: not sure
+    records = []
+    for i in range(2):
+        record = saver_record(1, i, [tok("Let", True, 2.0), tok(" me"), tok(" think")], question="Think long?")
+        record["full_sequence"] = prompt + "Let me think longer"  # " longer": the cut response's last token
+        records.append(record)
+    write_step(tmp_path / "results", "exp", 1, records)
+    assert [t.prompt for t in read_step(str(tmp_path / "results/exp/trajectories/trajectories_step_1.json")).trajectories] == [prompt] * 2
+    site = build_site(tmp_path, strict=True)
+    html = read(site / "runs" / "exp" / "step-1" / "index.html")
+    assert "Prompt group · 2 responses to one prompt" in html and "Full sequence" not in html
+    assert "cut at the length limit" in html

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_site, tok, trajectory, wait_for_step, write_step
+from conftest import build_site, read, tok, trajectory, wait_for_step, write_step
 
 pytestmark = pytest.mark.browser
 SCORES = [0.1, 3.2, 0.5, 2.0, 0.05, 1.1, 4.0, 0.3, 0.9, 2.6]  # every token scored
@@ -204,3 +204,98 @@ def test_real_shapes_on_the_page(page, tmp_path, serve):
     assert page.locator("[data-td-setting='mode'], [data-td-setting='ratio'], [data-td-setting='filter']").count() == 0
     assert page.locator("[data-td-setting='sort']").count() == 1
     assert page.errors == [] and page.outside == []
+
+
+def test_sort_without_correctness_filter(page, tmp_path, serve):
+    """A LightRFT page has no correct/incorrect filter (badges are never guessed): sorting works,
+    a saved sort is applied on the next load, and no console errors."""
+    for step in (1, 2):
+        records = [scored_record(step, i, r) for i, r in enumerate([0.2, 0.9, 0.0])]
+        for record in records:
+            del record["info"]["reward_metrics"]
+        write_step(tmp_path / "results", "exp", step, records)
+    build_site(tmp_path)
+    base = serve(tmp_path / "site")
+    page.goto(base + "runs/exp/step-1/")
+    assert page.locator("[data-td-setting='filter']").count() == 0
+    page.select_option("[data-td-setting='sort']", "reward-desc")
+    assert section_order(page) == [1, 0, 2]
+    page.goto(base + "runs/exp/step-2/")
+    page.wait_for_load_state("load")
+    assert section_order(page) == [1, 0, 2]  # the saved sort, applied on load
+    assert page.errors == [] and page.outside == []
+
+
+def test_empty_token_is_visible_and_hoverable(page, tmp_path, serve):
+    """A special token inside a response decodes to "" (skip_special_tokens): it gets a visible
+    box that can be hovered, with no text added (copying stays exact); the forking-tokens table
+    names it apart from whitespace; the prompt is found though full_sequence holds the token."""
+    tokens = [tok("A", True, 1.0), tok("", True, 2.5), tok(" B"), tok("\n", True, 0.7)]
+    records = [trajectory(1, i, tokens) for i in range(2)]
+    for record in records:
+        record["full_sequence"] = records[0]["full_sequence"].replace("A B", "A<|endoftext|> B")
+    write_step(tmp_path / "results", "exp", 1, records)
+    site = build_site(tmp_path, strict=True)
+    experiment = read(site / "runs" / "exp" / "index.html")
+    assert "(empty: a special token)" in experiment and "(whitespace)" in experiment
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    assert page.locator(".td-group").count() == 1 and "Full sequence" not in page.content()
+    empty = page.locator(".td-traj").first.locator(".td-tokens i").nth(1)
+    assert empty.inner_text() == ""
+    box = empty.bounding_box()
+    assert box["width"] >= 5 and box["height"] >= 5
+    empty.hover()
+    tip = page.locator(".td-tip").inner_text()
+    assert "entropy 2.5" in tip and "empty" in tip
+    assert page.locator(".td-traj").first.locator(".td-tokens").evaluate("e => e.textContent").startswith("A B\n")
+    assert page.errors == [] and page.outside == []
+
+
+def test_slider_reads_the_files_ratio_as_the_legend_does(page, tmp_path, serve):
+    tokens = [tok(f" t{i}", high=i < 2, score=2.0 - i if i < 2 else None) for i in range(10)]
+    write_step(tmp_path / "results", "exp", 1, [trajectory(1, 0, tokens)])  # 2 of 11 flagged: 18.2%
+    build_site(tmp_path)
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    assert "18.2% of this step's tokens" in page.locator(".td-ratio-note").inner_text()
+    assert page.locator(".td-ratio-out").inner_text() == "18.2%"
+    page.locator("input[data-td-setting='ratio']").fill("10")
+    assert page.locator(".td-ratio-out").inner_text() == "10%"
+    page.locator("[data-td-reset='ratio']").click()
+    assert page.locator(".td-ratio-out").inner_text() == "18.2%"
+    assert page.errors == [] and page.outside == []
+
+
+def test_layout_wide_tables_and_narrow_screens(browser, tmp_path, serve):
+    """Experiment names readable on the overview (broken only at "/" and "-"); wide tables scroll
+    inside their own box with the first column in view; at 390 px no page scrolls sideways."""
+    name = "lightrft-gsm8k-grpo/qwen2.5-0.5b-ep30-kl0.01-lr1e-6"
+    for step in (1, 2):
+        records = [scored_record(step, i, r) for i, r in enumerate([0.2, 0.9])]
+        for record in records:
+            record["info"]["reward_metrics"]["format_reward"] = 1.0
+        write_step(tmp_path / "results", name, step, records)
+    build_site(tmp_path)
+    base = serve(tmp_path / "site") + "runs/"
+    slug = base + name + "/"
+    wide = browser.new_page(viewport={"width": 1440, "height": 900})
+    wide.goto(base)
+    link = wide.locator("table.td-experiments td:first-child a").first
+    assert link.evaluate("a => a.getBoundingClientRect().width") >= 140
+    assert wide.locator("table.td-experiments td:first-child").first.evaluate(
+        "td => getComputedStyle(td).position") == "sticky"
+    wide.close()
+    narrow = browser.new_page(viewport={"width": 390, "height": 800})
+    for url in (base, slug, slug + "step-1/"):
+        narrow.goto(url)
+        assert narrow.evaluate("document.documentElement.scrollWidth") <= 390, url
+    narrow.goto(base)
+    table = narrow.locator("table.td-compare")
+    assert table.evaluate("t => t.scrollWidth > t.clientWidth")  # scrolls inside its own box
+    table.evaluate("t => { t.scrollLeft = 200; }")
+    first = table.locator("tbody td:first-child").first
+    assert first.evaluate("td => td.getBoundingClientRect().left") >= table.evaluate("t => t.getBoundingClientRect().left") - 1
+    narrow.goto(slug + "step-1/")
+    key = narrow.locator("dl.td-meta dt", has_text="format_reward").first
+    assert key.evaluate("dt => dt.innerHTML") == "reward_<wbr>metrics.<wbr>format_<wbr>reward"
+    assert key.inner_text() == "reward_metrics.format_reward"
+    narrow.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_runs_from_fsspec_urls(tmp_path, caplog):
     with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
         site = build_site(tmp_path / "project", plugin=plugin, strict=True)
     overview = read(site / "runs" / "index.html")
-    assert ">memory://bucket/results/exp</a>" in overview and "/local/results/exp</a>" in overview
+    assert ">memory:/<wbr>/<wbr>bucket/<wbr>results/<wbr>exp</a>" in overview and "/<wbr>local/<wbr>results/<wbr>exp</a>" in overview
     pages = sorted(p.relative_to(site).as_posix() for p in (site / "runs").rglob("step-2/index.html"))
     assert len(pages) == 2
     html = [read(site / p) for p in pages]
@@ -119,3 +120,16 @@ def test_runs_from_fsspec_urls(tmp_path, caplog):
         site = build_site(tmp_path / "project", plugin=plugin, strict=True)
     assert "(1 read, 4 from cache)" in caplog.text
     assert any(p.name == "step-3" for p in (site / "runs").rglob("step-3"))
+
+
+def test_one_off_site_home_page_is_true_for_a_one_off_site(tmp_path):
+    """No mkdocs commands (the site has no mkdocs.yml), no absolute local path, no repeated nav."""
+    simple_run(tmp_path / "RUNS", "exp", (1,))
+    built = run("trajdocs", "build", "RUNS", "-o", "out", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    home = read(tmp_path / "out" / "index.html")
+    assert "mkdocs serve" not in home and "gh-deploy" not in home and str(tmp_path) not in home
+    assert "<code>RUNS</code>" in home and "trajdocs build" in home
+    primary = home[home.index("md-nav--primary"):]
+    nav = [t.strip() for t in re.split(r"<[^>]+>", primary[:primary.index("Overview")]) if t.strip()]
+    assert nav.count("RUNS") == 1, nav  # the site's name once, not again as its home page's title

@@ -126,7 +126,7 @@ def bar_chart(title: str, counts: Sequence[int], width: float, x_label: str) -> 
     bar = plot_w / len(counts)
     parts = [f'<svg class="td-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{attr(title)}">']
     for tick in nice_ticks(0, top):
-        if tick <= top:
+        if tick <= top and tick == int(tick):  # counts: whole numbers only
             y = TOP + plot_h * (1 - tick / top)
             parts.append(f'<line class="td-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
                          f'<text class="td-tick" x="{LEFT - 6}" y="{y + 3:.1f}" text-anchor="end">{fmt_number(tick)}</text>')

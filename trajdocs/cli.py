@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -74,6 +75,16 @@ Training runs from `{runs}`, browsable step by step: see the [overview of all ex
 `mkdocs serve` shows new step files as the trainer writes them; `mkdocs build` writes a static site
 to `site/`, and `mkdocs gh-deploy` publishes it to GitHub Pages.
 """
+ONE_OFF_PAGE = """\
+# Home
+
+Training runs from the folder {name}, browsable step by step: see the
+[overview of all experiments](runs/index.md).
+
+This site was made by trajdocs from that folder alone. To rebuild it with the steps written since,
+run `trajdocs build <runs folder> -o <site folder>` again (it reads only new or changed step files);
+`trajdocs serve <runs folder>` shows new step files as the trainer writes them.
+"""
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -120,7 +131,8 @@ def _one_off_config(work: str, runs: str, site: str | None) -> str:
     os.makedirs(os.path.join(work, "docs"))
     name = os.path.basename(runs.rstrip(os.sep)) or "runs"
     with open(os.path.join(work, "docs", "index.md"), "w", encoding="utf-8") as f:
-        f.write(INDEX_PAGE.format(name=name, runs=runs))
+        fence = "`" * (max(map(len, re.findall("`+", name)), default=0) + 1)  # a code span: the name as written
+        f.write(ONE_OFF_PAGE.format(name=f"{fence} {name} {fence}"))  # the name only: no local path in a published site
     config = (SITE_CONFIG.format(name=_yaml_text(name), runs=_yaml_text(runs))
               + f"      cache_dir: {_yaml_text(_cache_folder(runs))}\n"
               + f"      paths_relative_to: {_yaml_text(os.path.dirname(runs.rstrip(os.sep)) or runs)}\n")

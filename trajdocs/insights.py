@@ -16,12 +16,12 @@ import orjson
 from .charts import Point, Series, line_chart, sparkline
 from .model import ForkingCount, PromptGroup, StepExtras, StepSummary
 from .stats import HISTOGRAM_WIDTH, TOP_FORKING, finite_mean
-from .text import DASH, esc, fmt_number, fmt_ratio
+from .text import DASH, esc, esc_breakable, fmt_number, fmt_ratio
 
 Getter = Callable[[StepSummary], Union[float, None]]
 METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, format)
     ("reward", "Mean reward", lambda s: s.mean_reward, fmt_number),
-    ("accuracy", "Accuracy (reward_metrics)", lambda s: s.mean_accuracy, fmt_number),
+    ("accuracy", "Accuracy", lambda s: s.mean_accuracy, fmt_number),  # acc, accuracy or a single reward_metrics.accuracy* value
     ("length", "Mean response length (tokens)", lambda s: s.mean_response_length, fmt_number),
     ("ratio", "High-entropy ratio", lambda s: s.high_entropy_ratio, fmt_ratio),
     ("entropy", "Mean entropy of scored tokens", lambda s: s.mean_entropy, fmt_number),
@@ -111,13 +111,16 @@ def aggregates_csv(summaries: Sequence[StepSummary]) -> str:
     for s in summaries:
         row = [getattr(s, f) for f in CSV_FIELDS]
         row[CSV_FIELDS.index("problems")] = len(s.problems)
+        if not s.tokens:  # no token arrays in the files (verl, LightRFT without entropy marking): empty, not 0
+            row[CSV_FIELDS.index("tokens")] = row[CSV_FIELDS.index("high_entropy_tokens")] = None
         writer.writerow(["" if v is None else v for v in row])
     return out.getvalue()
 
 
 def aggregates_json(summaries: Sequence[StepSummary]) -> bytes:
     fields = (*CSV_FIELDS, "histogram")
-    return orjson.dumps([{f: getattr(s, f) for f in fields} for s in summaries])
+    no_tokens = {"tokens": None, "high_entropy_tokens": None}  # no token arrays in the files: null, not 0
+    return orjson.dumps([{f: getattr(s, f) for f in fields} | (no_tokens if not s.tokens else {}) for s in summaries])
 
 
 # --- forking tokens -------------------------------------------------------------------------
@@ -174,7 +177,8 @@ class ForkingTally:
             early, late = finite_mean(series[:third]), finite_mean(series[-third:])
             share = flagged / occ if occ else None
             mean = score_sum / scored if scored else None
-            shown = esc(text[:FORKING_CHARS]) if text else '<span class="td-null">(whitespace)</span>'
+            shown = esc(text[:FORKING_CHARS]) if text.strip() else '<span class="td-null">(whitespace)</span>' if text \
+                else '<span class="td-null">(empty: a special token)</span>'
             if len(text) > FORKING_CHARS:  # the whole token is in its steps' long texts (texts/step-<N>.json)
                 shown += '<span class="td-null">… (cut: the whole token is in its steps\' long texts)</span>'
             rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'
@@ -183,8 +187,11 @@ class ForkingTally:
                         f'<td data-sort="{_sort(early)}">{fmt_ratio(early)}</td>'
                         f'<td data-sort="{_sort(late)}">{fmt_ratio(late)}</td><td>{sparkline(series)}</td></tr>')
         return (f'<table class="td-table td-sortable td-forking"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-                f'<p class="td-note">Counted from each step\'s {TOP_FORKING} most often flagged token strings, '
-                'whitespace stripped. Share flagged: flagged occurrences ÷ all occurrences of the string.</p>')
+                f'<p class="td-note">Counted per step, from that step\'s {TOP_FORKING} most often flagged token strings '
+                '(whitespace stripped): a string\'s flags, occurrences and scores count only at the steps where it is '
+                'one of them, so a step where it occurs but is not flagged (or is flagged less often than that step\'s '
+                f'{TOP_FORKING}th string) adds nothing and shows no share (—). Share flagged: flagged ÷ occurrences so counted. '
+                'The end of sequence is not counted.</p>')
 
 
 def _sort(value: Union[float, None]) -> str:
@@ -211,7 +218,7 @@ def comparison_table(runs: Sequence[Run], urls: Sequence[str]) -> str:
     rows = []
     for run, url in zip(runs, urls):
         steps = readable(run)
-        cells = [f'<td><a href="{esc(url)}">{esc(run.name)}</a></td>',
+        cells = [f'<td><a href="{esc(url)}">{esc_breakable(run.name, "/")}</a></td>',
                  f"<td>{steps[-1][0].step if steps else DASH}</td>"]
         for key, _, get, fmt in metrics:
             values = [(get(s), s.step) for s, _ in steps if get(s) is not None and math.isfinite(get(s))]

@@ -20,7 +20,7 @@ from .formats import CorrectRule
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
-from .text import DASH, attr, counted, esc, fmt_number, fmt_ratio, needs_escape, unshowable
+from .text import DASH, attr, counted, esc, esc_breakable, fmt_number, fmt_ratio, needs_escape, unshowable
 
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("scores", "Entropy score", True),
@@ -228,7 +228,7 @@ def stats_html(st: TokenStats) -> str:
     cells = "".join(f'<div><dt>{k}</dt><dd>{v}</dd></div>' for k, v in items)
     note = ""
     if st.scored:
-        note = f'<p class="td-note">Average over the {st.scored} tokens that carry a score.</p>'
+        note = f'<p class="td-note">Average over {"the " if st.scored != 1 else ""}{counted(st.scored, "token")} that {"carry" if st.scored != 1 else "carries"} a score.</p>'
     return f'<dl class="td-stats">{cells}</dl>{note}'
 
 
@@ -238,9 +238,9 @@ PER_TOKEN_FIELDS = ("advantages", "return", "values", "action_log_probs")  # lis
 def metadata_html(meta: dict[str, MetaValue], limit: int = 1_000_000) -> str:
     if not meta:
         return ""
-    rows = "".join(f"<div><dt>{esc(k)}</dt><dd{_value_note(k, v)}>{fmt_value(v)}</dd></div>"
+    rows = "".join(f"<div><dt>{esc_breakable(k, '._')}</dt><dd{_value_note(k, v)}>{fmt_value(v)}</dd></div>"
                    if not (isinstance(v, str) and len(v) > limit)
-                   else f"<div><dt>{esc(k)}</dt><dd>{fmt_value(v[:limit])}{cut_note(limit, len(v))}</dd></div>"
+                   else f"<div><dt>{esc_breakable(k, '._')}</dt><dd>{fmt_value(v[:limit])}{cut_note(limit, len(v))}</dd></div>"
                    for k, v in meta.items())
     return f'<dl class="td-meta">{rows}</dl>'
 
@@ -332,7 +332,7 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
         parts.append(prompt_html("Full sequence", traj.full_sequence, limit))
     parts.append(images_html(traj, options.asset_base))
     if traj.tokens is not None:
-        parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {"segments" if traj.tokens.segments else "tokens"}</div>')
+        parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {("segment" if traj.tokens.segments else "token") + ("s" if len(traj.tokens) != 1 else "")}</div>')
         parts.append(tokens_html(traj.tokens, options.max_tokens, traj.token_values))
     elif traj.pure_generated_text is not None:
         text = traj.pure_generated_text
@@ -365,6 +365,10 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
         std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards))
         spread = (f" · reward mean {fmt_number(mean)} ± {fmt_number(std)} "
                   f"(min {fmt_number(min(rewards))}, max {fmt_number(max(rewards))})")
+    odd = [t.reward for t in group if t.reward is not None and not math.isfinite(t.reward)]
+    if odd:  # NaN / infinite rewards are left out of the mean: say how many
+        spread += f" · {len(odd)} NaN not counted" if all(map(math.isnan, odd)) else \
+            f" · {counted(len(odd), 'non-finite reward')} not counted"
     versus = ('<button type="button" class="td-compare">Best and worst side by side</button>'
               if len(rewards) > 1 and max(rewards) != min(rewards) else "")
     head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
@@ -455,7 +459,7 @@ def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, 
         start = min(top, max(1, round(100 * scale.file_ratio)))
         slider = (f'<label>Flag top <input type="range" data-td-setting="ratio" min="1" max="{top}" '
                   f'value="{start}" aria-label="share of tokens to flag, percent"> <output class="td-ratio-out">'
-                  f'{start}%</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
+                  f'{fmt_ratio(scale.file_ratio)}</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
                   f'as in file</button>')
     sorts = [(v, label) for v, label in SORTS if not (v.startswith("ratio") and not has.tokens)
              and not (v.startswith("adv") and not has.advantage) and not (v.startswith("len") and not has.length)]
@@ -472,7 +476,8 @@ def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, 
 SHIFT_NOTE = ('<p class="td-shift-note">Each token shows the flag and score of the step that chose it. '
               "LightRFT's saver stores them one token early (on the token before, the first on the prompt's last "
               'token): they are moved onto the tokens they belong to here. The last, empty token '
-              '<span class="td-end-sample">end</span> is the end of the sequence, whose text the file does not hold.</p>')
+              '<span class="td-end-sample">end</span> is the response\'s last token, whose text <code>generated_tokens</code> does not hold: the '
+              'end of sequence, or the last token of a response cut at the length limit.</p>')
 
 
 def legend_html(scale: EntropyScale, shifted: bool = False) -> str:
@@ -649,7 +654,7 @@ def overview_table(rows: Sequence[tuple[Experiment, Sequence[StepSummary], str]]
         latest = latest_readable(summaries)
         first, last = summaries[0].step, summaries[-1].step
         body.append(
-            f'<tr><td><a href="{attr(url)}">{esc(exp.name)}</a></td><td>{len(summaries)}</td>'
+            f'<tr><td><a href="{attr(url)}">{esc_breakable(exp.name, "/")}</a></td><td>{len(summaries)}</td>'
             f"<td>{first}–{last}</td><td>{sum(s.trajectories for s in summaries)}</td>"
             f"<td>{DASH if latest is None else latest.step}</td>"
             f"<td>{fmt_number(latest.mean_reward if latest else None)}</td>"

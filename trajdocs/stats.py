@@ -112,7 +112,8 @@ def histogram(trajectories: Iterable[Trajectory]) -> list[int]:
 
 def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -> dict[str, ForkingCount]:
     """The step's most often flagged token strings, whitespace stripped (" Wait" and "Wait" are
-    one; whitespace-only tokens count as ""), with their counts."""
+    one; whitespace-only tokens count as " ", empty ones (special tokens decoded with
+    skip_special_tokens) as ""), with their counts."""
     token_sets = [_text_tokens(t.tokens) for t in trajectories if t.tokens is not None and not t.tokens.segments]
     raw_flagged: Counter[str] = Counter()
     raw_seen: Counter[str] = Counter()
@@ -121,20 +122,24 @@ def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -
         raw_seen.update(tokens.texts)
     flagged: Counter[str] = Counter()
     for text, n in raw_flagged.items():
-        flagged[text.strip()] += n
+        flagged[_forking_key(text)] += n
     table = {text: ForkingCount(0, n, 0.0, 0) for text, n in flagged.most_common(top)}
     for text, n in raw_seen.items():
-        row = table.get(text.strip())
+        row = table.get(_forking_key(text))
         if row is not None:
             row.occurrences += n
     for tokens in token_sets:
         scored = compress(zip(tokens.texts, tokens.scores), map(is_not, tokens.scores, repeat(None)))
         for text, score in scored:
-            row = table.get(text.strip())
+            row = table.get(_forking_key(text))
             if row is not None and math.isfinite(score):
                 row.score_sum += score
                 row.scored += 1
     return table
+
+
+def _forking_key(text: str) -> str:
+    return text.strip() or (" " if text else "")
 
 
 def _text_tokens(tokens: Tokens) -> Tokens:

@@ -72,6 +72,15 @@ def fmt_ratio(x: Union[float, None]) -> str:
     return DASH if x is None else f"{100 * x:.1f}%"
 
 
+def esc_breakable(text: str, after: str) -> str:
+    """Escaped text with a line-break opportunity (<wbr>: no character, copies as written) after
+    each character of `after` (e.g. "/" in experiment names, "._" in metadata keys)."""
+    out = esc(text)
+    for char in after:  # none of these occurs inside an escape sequence
+        out = out.replace(char, char + "<wbr>")
+    return out
+
+
 def counted(n: int, noun: str, plural: str = "") -> str:
     """'1 step', '2 steps' ('1 trajectory', '3 trajectories' with an explicit plural)."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -100,7 +100,7 @@
     });
     var shown = percent === null ? Math.round(fileRatio * 100) : percent;
     slider.value = String(Math.min(shown, parseInt(slider.max, 10)));
-    if (out) out.textContent = shown + "%";
+    if (out) out.textContent = percent === null ? (fileRatio * 100).toFixed(1) + "%" : percent + "%";  /* as the legend */
     if (note) {
       note.textContent = percent === null
         ? "as flagged in the file (" + (fileRatio * 100).toFixed(1) + "% of this step's tokens)"
@@ -148,6 +148,10 @@
     return step.querySelector("[data-td-setting='" + name + "']");
   }
 
+  function value(control) {  /* every control is optional: a page shows only those its data has */
+    return control ? control.value : "";
+  }
+
   function init() {
     hideTip();
     prepareTables();
@@ -166,7 +170,7 @@
       var filter = setting(step, "filter");
       if (sort && state.sort) sort.value = state.sort;
       if (filter && state.filter) filter.value = state.filter;
-      if (sort && filter && (sort.value || filter.value)) applyOrder(step, sort.value, filter.value);
+      if ((sort && sort.value) || (filter && filter.value)) applyOrder(step, value(sort), value(filter));
       step.querySelectorAll(".td-tokens .h").forEach(function (token) { token.tabIndex = 0; });
     });
   }
@@ -185,7 +189,7 @@
       applyMode(step, target.value);
     } else if (target.matches("[data-td-setting='sort'], [data-td-setting='filter']")) {
       remember(target.getAttribute("data-td-setting"), target.value || null);
-      applyOrder(step, setting(step, "sort").value, setting(step, "filter").value);
+      applyOrder(step, value(setting(step, "sort")), value(setting(step, "filter")));
     }
   });
 
@@ -387,7 +391,9 @@
     if (logprob !== null) line(tip, "log-prob", logprob);
     var advantage = valueAt(container, "advantage", position);
     if (advantage !== null) line(tip, "advantage", advantage);
-    if (token.classList.contains("td-end")) line(tip, "token", "end of sequence (its text is not in the file)");
+    if (token.classList.contains("td-end")) line(tip, "token", "the response\u2019s last token: not in generated_tokens " +
+                                                          "(the end of sequence, or the last token of a response cut at the length limit)");
+    else if (tokenText(token) === "") line(tip, "token", "empty (a special token: decoded with skip_special_tokens)");
     else line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
     var cut = token.getAttribute("data-cut");  /* a token too long for the page: its opening only */
     if (cut !== null) line(tip, "cut", "the first " + token.textContent.length.toLocaleString("en") + " of " +

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from ..model import ListSummary, MetaValue, Trajectory
+from ..text import counted
 
 MAX_PROBLEMS = 20
 MAX_META_FIELDS = 200
@@ -251,8 +252,8 @@ def apply_rule(trajectories: list[Trajectory], records: list[dict], rule: Correc
         if why:
             misses.setdefault(why, []).append(traj.index)
     for why, indices in misses.items():
-        what = "missing" if why == "missing" else f"{why}, not true / false or a number"
-        problems.add(f"correct rule: {rule.field} is {what} in {len(indices)} trajectories "
+        what = why if why in ("missing", "not a finite number") else f"{why}, not true / false or a number"
+        problems.add(f"correct rule: {rule.field} is {what} in {counted(len(indices), 'trajectory', 'trajectories')} "
                      f"({', '.join(map(str, indices[:5]))}{', ...' if len(indices) > 5 else ''}): no badge")
 
 

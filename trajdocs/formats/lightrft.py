@@ -304,6 +304,7 @@ def _same_json(a: Any, b: Any) -> bool:
 UNKNOWN_RUN = re.compile("\ufffd+")
 END_OF_TEXT = r"(?:<[^<>\s]{1,40}>|\s)*\Z"  # special tokens (end of sequence, padding) after a response
 AFTER_RESPONSE = re.compile(END_OF_TEXT)
+SPECIAL_TOKEN = re.compile(r"<\|[^<>\s|]{1,40}\|>")  # <|...|>: decoded as "" with skip_special_tokens
 ASSISTANT_STARTS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|end_header_id|>\n\n",
                     "<|Assistant|>", "<|assistant|>\n")
 
@@ -311,7 +312,11 @@ ASSISTANT_STARTS = ("<|im_start|>assistant\n", "<|start_header_id|>assistant<|en
 def prompt_of(full_sequence: str, response: str) -> str | None:
     """The prompt: `full_sequence` up to where the response starts, or None when that place
     cannot be found for sure. The response must be followed by nothing but special tokens (the
-    end of sequence, padding). An empty response (an immediate end of sequence) starts where the
+    end of sequence, padding), or start right where the chat template's last assistant header
+    ends (LightRFT leaves a response's last token out of its text: with no end of sequence, that
+    token's text follows the response in `full_sequence`), also once the `<|...|>` special tokens
+    that a decode with skip_special_tokens leaves out of the response are taken out of what
+    follows that header. An empty response (an immediate end of sequence) starts where the
     chat template's last assistant header ends. Where the response was joined from tokens decoded
     one by one (marker files), characters split over several byte-level tokens are U+FFFD pieces
     there but whole characters in `full_sequence`: a run of m pieces then stands for 1 to m
@@ -322,9 +327,12 @@ def prompt_of(full_sequence: str, response: str) -> str | None:
             if AFTER_RESPONSE.match(full_sequence, cut + len(response)):
                 return full_sequence[:cut]
             end = cut + len(response) - 1
-        if "\ufffd" not in response:
-            return None
     header = max((full_sequence.rfind(h) + len(h) for h in ASSISTANT_STARTS if h in full_sequence), default=-1)
+    if response and header > 0 and (full_sequence.startswith(response, header) or (
+            "<|" in full_sequence[header:] and SPECIAL_TOKEN.sub("", full_sequence[header:]).startswith(response))):
+        return full_sequence[:header]  # right after the last assistant header; text after it (a cut response's last token)
+    if response and "\ufffd" not in response:
+        return None
     if not response:
         return full_sequence[:header] if header > 0 and AFTER_RESPONSE.match(full_sequence, header) else None
     pieces, pos = [], 0
