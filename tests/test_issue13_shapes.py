@@ -350,8 +350,8 @@ def test_prompt_of_a_response_cut_at_the_length_limit(tmp_path):
     its text follows the response in full_sequence. The prompt is still found and grouped, and the
     step page does not call that last element the end of sequence."""
     prompt = QWEN_PROMPT.format(q="Think long?")
-    assert readers.prompt_of(prompt + "Let me think longer", "Let me think") == prompt
-    assert readers.prompt_of("Q: Let me think more", "Let me think") is None  # no assistant header: not sure
+    assert lightrft.prompt_of(prompt + "Let me think longer", "Let me think") == prompt
+    assert lightrft.prompt_of("Q: Let me think more", "Let me think") is None  # no assistant header: not sure
     records = []
     for i in range(2):
         record = saver_record(1, i, [tok("Let", True, 2.0), tok(" me"), tok(" think")], question="Think long?")

@@ -124,14 +124,15 @@ def forking_tokens(trajectories: Iterable[Trajectory], top: int = TOP_FORKING) -
     for text, n in raw_flagged.items():
         flagged[_forking_key(text)] += n
     table = {text: ForkingCount(0, n, 0.0, 0) for text, n in flagged.most_common(top)}
+    key_of = {text: _forking_key(text) for text in raw_seen}  # each distinct text once
     for text, n in raw_seen.items():
-        row = table.get(_forking_key(text))
+        row = table.get(key_of[text])
         if row is not None:
             row.occurrences += n
     for tokens in token_sets:
         scored = compress(zip(tokens.texts, tokens.scores), map(is_not, tokens.scores, repeat(None)))
         for text, score in scored:
-            row = table.get(_forking_key(text))
+            row = table.get(key_of[text])
             if row is not None and math.isfinite(score):
                 row.score_sum += score
                 row.scored += 1

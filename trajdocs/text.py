@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from html import escape
 from typing import Union
 
@@ -72,6 +73,7 @@ def fmt_ratio(x: Union[float, None]) -> str:
     return DASH if x is None else f"{100 * x:.1f}%"
 
 
+@lru_cache(maxsize=4096)  # metadata keys repeat in every trajectory
 def esc_breakable(text: str, after: str) -> str:
     """Escaped text with a line-break opportunity (<wbr>: no character, copies as written) after
     each character of `after` (e.g. "/" in experiment names, "._" in metadata keys)."""

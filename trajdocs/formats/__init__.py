@@ -77,7 +77,7 @@ def _read_step(path: str, fmt: str, max_bytes: int, rule: CorrectRule | None) ->
     except ValueError as err:
         result.unreadable = str(err)
         return result
-    if not data.strip():
+    if not data or data.isspace():  # (no stripped copy of a large file)
         result.unreadable = "empty file (the trainer may not have written it yet)"
         return result
     module = FORMATS.get(detect_format(path) if fmt == "auto" else fmt, FORMATS[DEFAULT])

@@ -102,7 +102,14 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
         if st.st_size > max_bytes:
             raise ValueError(f"{st.st_size / 2 ** 20:,.0f} MB, over the {max_bytes / 2 ** 20:,.0f} MB "
                              "size cap (the trajdocs option `max_file_mb`): not read")
-        data = f.read(max_bytes + 1)
+        # read as much as the file holds (Python allocates what is asked for), then to its end
+        # should it have grown meanwhile, never past the cap
+        parts = [f.read(st.st_size + 1)]
+        size = len(parts[0])
+        while size <= max_bytes and size > st.st_size and (more := f.read(min(2 ** 20, max_bytes + 1 - size))):
+            parts.append(more)
+            size += len(more)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) > max_bytes:
         raise ValueError(f"grew past the {max_bytes / 2 ** 20:,.0f} MB size cap (the trajdocs option "
                          "`max_file_mb`) while being read: not read")

@@ -63,7 +63,7 @@ PURE_OPEN = b'\n    "pure_generated_tokens": [\n'
 FIRST_END = b"\n      }"  # end of an array's first object
 GEN_END = b"\n    ],"
 COPY_TAG = "trajdocs-copy-"
-WRAP_HEAD, WRAP_TAIL = b'[\n  {\n    "k": [', b"\n    ]\n  }\n]"  # a list at a trajectory's key depth
+PURE_CLOSE = b"\n    ]"  # end of pure_generated_tokens' entries, at a trajectory's key depth
 
 
 def loads_lightrft(data: bytes) -> Any:
@@ -76,11 +76,11 @@ def loads_lightrft(data: bytes) -> Any:
     placeholder before parsing, and is rebuilt as `[first] + pure_generated_tokens` after; but
     only when the cut is proven: each placeholder must come back, in order, as the second and
     last entry of a trajectory's `generated_tokens` (so the bytes before the cut are its first
-    entry and the array closes right after), and the bytes cut must equal orjson's indent-2
-    serialisation of that trajectory's parsed `pure_generated_tokens` entries (the layout of
-    Python's json.dump with indent=2), byte for byte. Whenever that fails for any trajectory (other indentation,
-    ensure_ascii escapes, a float orjson writes differently, NaN, arrays that differ), the whole
-    file is parsed plainly."""
+    entry and the array closes right after), and the bytes cut (less their leading comma) must
+    be, byte for byte, the bytes of that trajectory's `pure_generated_tokens` entries in the file,
+    which close right after them. Both arrays sit at the same depth of the same object, so the
+    same bytes parse to the same entries, whatever the indentation, escapes or numbers inside
+    them. Whenever that fails for any trajectory, the whole file is parsed plainly."""
     cuts = _cuts(data) if data.startswith(b"[\n  {") else []
     if not cuts:
         return loads(data)
@@ -90,15 +90,11 @@ def loads_lightrft(data: bytes) -> Any:
         parts += [data[pos:start], f', "{tag}-{number}"'.encode()]
         pos = end
     parts.append(data[pos:])
-    cut = b"".join(parts)
     try:
-        doc, exact = orjson.loads(cut), True
-    except orjson.JSONDecodeError:
-        try:
-            doc, exact = loads(cut), False  # the stdlib's NaN has no exact orjson serialisation
-        except (ValueError, UnicodeDecodeError):
-            return loads(data)
-    return doc if _restore(doc, data, cuts, tag, exact) else loads(data)
+        doc = loads(b"".join(parts))
+    except (ValueError, UnicodeDecodeError):
+        return loads(data)
+    return doc if _restore(doc, data, cuts, tag) else loads(data)
 
 
 def _cuts(data: bytes) -> list[tuple[int, int]]:
@@ -122,10 +118,11 @@ def _cuts(data: bytes) -> list[tuple[int, int]]:
     return cuts
 
 
-def _restore(doc: Any, data: bytes, cuts: list[tuple[int, int]], tag: str, exact: bool) -> bool:
+def _restore(doc: Any, data: bytes, cuts: list[tuple[int, int]], tag: str) -> bool:
     """Rebuild each cut `generated_tokens` as [first] + pure_generated_tokens; true only if every
     placeholder came back, in order, as the last of a trajectory's two `generated_tokens`, and
-    the bytes cut are exactly "," and that trajectory's pure_generated_tokens entries serialised."""
+    the bytes cut are "," and then exactly the bytes of that trajectory's pure_generated_tokens
+    entries, which the file writes right after the cut (see `loads_lightrft`)."""
     if not isinstance(doc, list):
         return False
     found = 0
@@ -139,16 +136,13 @@ def _restore(doc: Any, data: bytes, cuts: list[tuple[int, int]], tag: str, exact
         if found >= len(cuts) or gen[1] != f"{tag}-{found}" or type(pure) is not list or not pure:
             return False
         # gen[0] was parsed from the very bytes the file has before the cut, and the placeholder
-        # closes the array: the cut bytes must be "," and pure_generated_tokens' entries exactly,
-        # serialised at the depth they have in the file
-        try:
-            rest = orjson.dumps([{"k": pure}], option=orjson.OPT_INDENT_2)[len(WRAP_HEAD):-len(WRAP_TAIL)]
-        except (TypeError, orjson.JSONEncodeError):
-            return False
-        if not exact and (b": null" in rest or b" null," in rest or b" null\n" in rest or rest.endswith(b" null")):
-            return False  # orjson writes NaN and infinities as null: no proof
+        # closes the array; the pure array opens right after the cut (`_cuts` found PURE_OPEN
+        # there) and must hold the same bytes, then close
         start, end = cuts[found]
-        if end - start - 1 != len(rest) or not data.startswith(rest, start + 1):
+        entries = end + len(GEN_END) + len(PURE_OPEN) - 1  # the newline after its "["
+        length = end - start - 1
+        if data[start:start + 1] != b"," or not data.startswith(data[start + 1:end], entries) \
+                or not data.startswith(PURE_CLOSE, entries + length):
             return False
         obj["generated_tokens"] = [gen[0]] + pure
         found += 1
