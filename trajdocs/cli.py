@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -185,6 +186,21 @@ def _quiet_unraisable(unraisable) -> None:  # type: ignore[no-untyped-def]
     sys.__unraisablehook__(unraisable)
 
 
+@contextlib.contextmanager
+def _stop_signals_held():  # type: ignore[no-untyped-def]
+    """The stop signals wait until the block has run: a folder made and named in it is then
+    always known to the `finally` that removes it (a signal between the folder's creation and
+    the assignment of its name would leave it behind); a waiting signal acts on leaving."""
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is not None:
+        block(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        if block is not None:
+            block(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> int:
     """`mkdocs build|serve` for a runs folder, with a temporary configuration removed on every way
     out (an error, Ctrl-C, SIGTERM, SIGHUP)."""
@@ -198,7 +214,8 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> i
     hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
     work = None
     try:
-        work = tempfile.mkdtemp(prefix="trajdocs-site-")
+        with _stop_signals_held():
+            work = tempfile.mkdtemp(prefix="trajdocs-site-")
         problem = site and overlap_problem(site, [("temporary configuration folder", work)])
         if problem:
             print(f"trajdocs {command}: refusing to build: {problem}", file=sys.stderr)
