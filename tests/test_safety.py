@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,19 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "paper" / "draft.tex").write_text("\\section{Results}\n")
     (tmp_path / "paper" / "fig.png").write_bytes(b"\x89PNG not really")
     return tmp_path
+
+
+def wait_for_page(server: subprocess.Popen, url: str, text: bytes, log: Path) -> None:
+    """Until the served page at `url` holds `text` (a minute at most, while the server runs)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if text in r.read():
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(read(log))
 
 
 @pytest.mark.parametrize("output, why", [
@@ -177,7 +191,6 @@ def free_port() -> int:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_stopped_serve_leaves_no_temporary_folder(tmp_path, stop):
-    import urllib.request
 
     simple_run(tmp_path / "results", "exp", (1, 2))
     temp = tmp_path / "tmp"  # the command's own temporary folder: nothing else writes there
@@ -188,16 +201,7 @@ def test_stopped_serve_leaves_no_temporary_folder(tmp_path, stop):
         server = subprocess.Popen([sys.executable, "-m", "trajdocs", "serve", "results", "-a", f"127.0.0.1:{port}"],
                                   cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/runs/exp/", timeout=2) as r:
-                    if b"step-2" in r.read():
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(read(tmp_path / "serve.log"))
+        wait_for_page(server, f"http://127.0.0.1:{port}/runs/exp/", b"step-2", tmp_path / "serve.log")
         assert any(p.name.startswith("trajdocs-site-") for p in temp.iterdir()), list(temp.iterdir())
         server.send_signal(stop)
         server.wait(timeout=30)
@@ -360,7 +364,6 @@ def test_a_signal_dropped_by_python_still_stops_the_command(tmp_path):
 def test_serve_is_not_refused_for_a_site_dir_it_never_writes(tmp_path):
     """`mkdocs serve` builds into a fresh temporary folder: a site_dir that a build would refuse
     does not stop it."""
-    import urllib.request
 
     import yaml
 
@@ -375,16 +378,7 @@ def test_serve_is_not_refused_for_a_site_dir_it_never_writes(tmp_path):
         server = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}"], cwd=tmp_path,
                                   env=ENV, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/runs/exp/", timeout=2) as r:
-                    if b"step-1" in r.read():
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail(read(tmp_path / "serve.log"))
+        wait_for_page(server, f"http://127.0.0.1:{port}/runs/exp/", b"step-1", tmp_path / "serve.log")
     finally:
         server.terminate()
         server.wait(timeout=30)
