@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .discover import duplicate_steps, find_experiments, inside, no_steps_warning, roots_without_steps
+from .discover import duplicate_steps, find_experiments, link_out, no_steps_warning, roots_without_steps
 from .formats import CorrectRule, detect_format, read_step
 from .text import counted, shown_name
 
@@ -48,10 +48,9 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
                 out(f"  {shown_name(step.path)}: {shown_name(problem)}")
                 problems += 1
             for rel in sorted({rel for t in data.trajectories for rel in t.image_files}):
-                image = os.path.join(os.path.dirname(step.path), rel)
-                real = os.path.realpath(image)
-                if not inside(real, roots_real):
-                    out(f"  {shown_name(image)}: links to {shown_name(real)}, outside the runs folder: not published")
+                why = link_out(os.path.join(os.path.dirname(step.path), rel), roots_real)
+                if why:
+                    out(f"  {why}")
                     problems += 1
     out(f"{counted(len(experiments), 'experiment')}, {counted(steps, 'step file')}, {counted(problems, 'problem')}")
     return problems

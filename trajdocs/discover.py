@@ -40,6 +40,16 @@ def inside(path: str, folders: list[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
+def link_out(path: str, allowed: list[str]) -> str | None:
+    """Why `path` is not published when its real path (links resolved) lies outside every folder
+    of `allowed` (real folders: the runs and `allow_outside`); None when it lies inside."""
+    real = os.path.realpath(path)
+    if inside(real, allowed):
+        return None
+    return (f"{shown_name(path)}: links to {shown_name(real)}, outside the runs folder: not published "
+            "(list that folder under the trajdocs option `allow_outside` to publish it)")
+
+
 def regular_file(path: str, allowed: list[str], problems: list[str]) -> bool:
     """Whether `path` may be read and published: a regular file (after links: never a FIFO or a
     device, which would hang or never end) whose real path lies inside `allowed` (real folders).
@@ -47,11 +57,9 @@ def regular_file(path: str, allowed: list[str], problems: list[str]) -> bool:
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
-            real = os.path.realpath(path)
-            if not inside(real, allowed):
-                problems.append(f"{shown_name(path)}: links to {shown_name(real)}, outside the runs folder: "
-                                "not published (list that folder under the trajdocs option `allow_outside` "
-                                "to publish it)")
+            why = link_out(path, allowed)
+            if why:
+                problems.append(why)
                 return False
             st = os.stat(path)
     except OSError as err:
@@ -92,10 +100,9 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
                     continue
                 if os.path.islink(path):
                     real = os.path.realpath(path)
-                    if not inside(real, allowed):
-                        problems.append(f"{shown_name(path)}: links to {shown_name(real)}, outside the runs "
-                                        "folder: not published (list that folder under the trajdocs option "
-                                        "`allow_outside` to publish it)")
+                    why = link_out(path, allowed)
+                    if why:
+                        problems.append(why)
                         continue
                     if inside(real, roots_real) or real in visited:
                         continue  # walked where it really is (or already followed once): no copies, no loops

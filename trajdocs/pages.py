@@ -7,7 +7,7 @@ import os
 from typing import Callable, Iterable
 
 from .cache import StepCache
-from .discover import inside
+from .discover import link_out
 from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
                        experiment_charts, merge_views)
 from .inject import page_source
@@ -79,11 +79,11 @@ class Site:
                                      in_nav=False))
         for rel in sorted(images):
             source = os.path.join(exp.folder, rel)
-            real = os.path.realpath(source)
-            if not inside(real, allowed):  # an image (or a folder on its path) linking out of the runs
-                warn(f"{shown_name(source)}: links to {shown_name(real)}, outside the runs folder: "
-                     "not published (list that folder under the trajdocs option `allow_outside` to publish it)")
+            why = link_out(source, allowed)  # an image (or a folder on its path) linking out of the runs
+            if why:
+                warn(why)
                 continue
+            real = os.path.realpath(source)
             if not os.path.isfile(real):
                 warn(f"{shown_name(source)}: not a regular file, not published")
                 continue
