@@ -81,6 +81,13 @@ TOKEN_SEP = "\x1f\x1e"  # joins token texts to escape them in one pass; never in
 TOKEN_CHARS = 1000  # a token text longer than this is cut on pages (a real token has a few characters)
 
 
+def long_tokens(texts: Sequence[str]) -> dict[int, int]:
+    """The tokens pages show cut: position -> full length (none in real files: one pass in C)."""
+    if not texts or max(map(len, texts)) <= TOKEN_CHARS:
+        return {}
+    return {i: len(t) for i, t in enumerate(texts) if len(t) > TOKEN_CHARS}
+
+
 def long_texts(data: StepData, options: "RenderOptions") -> dict[str, Union[str, dict]]:
     """The texts of a step that pages show cut, by where they are ("trajectory 3 token 17",
     "trajectory 3 pure_generated_text", ...): tokens longer than TOKEN_CHARS, other texts longer
@@ -95,10 +102,8 @@ def long_texts(data: StepData, options: "RenderOptions") -> dict[str, Union[str,
         out[place] = text if seen == place else {"same as": seen}
 
     for t in data.trajectories:
-        if t.tokens is not None and t.tokens.texts and max(map(len, t.tokens.texts)) > TOKEN_CHARS:
-            for i, text in enumerate(t.tokens.texts):
-                if len(text) > TOKEN_CHARS:
-                    add(f"trajectory {t.index} token {i}", text)
+        for i in long_tokens(t.tokens.texts) if t.tokens is not None else ():
+            add(f"trajectory {t.index} token {i}", t.tokens.texts[i])
         for name in ("prompt", "full_sequence", "generated_text", "pure_generated_text"):
             value = getattr(t, name)
             if value is not None and len(value) > limit and (name != "full_sequence" or t.prompt is None):
@@ -125,9 +130,8 @@ def token_elements(texts: Sequence[str], flags: Sequence[bool], scores: Sequence
     Guarantee: the same string as building each element on its own (the plain twin
     `tests/plain.py: token_elements`, which tests compare it with); fast because texts are
     escaped in one pass, the marked tokens found in C, and the elements assembled by slicing."""
-    cut: dict[int, int] = {}
-    if texts and max(map(len, texts)) > TOKEN_CHARS:
-        cut = {i: len(t) for i, t in enumerate(texts) if len(t) > TOKEN_CHARS}
+    cut = long_tokens(texts)
+    if cut:
         texts = [t[:TOKEN_CHARS] if i in cut else t for i, t in enumerate(texts)]
     joined = TOKEN_SEP.join(texts)
     raws: Sequence[str] = ()
@@ -340,7 +344,7 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
         parts.append(f'<div class="td-tokens td-plain">{esc(text[:limit])}</div>'
                      + (cut_note(limit, len(text)) if len(text) > limit else ""))
     joined = "".join(traj.tokens.texts) if traj.tokens is not None else None
-    if joined is not None and (unshowable(joined) or max(map(len, traj.tokens.texts), default=0) > TOKEN_CHARS):
+    if joined is not None and (unshowable(joined) or long_tokens(traj.tokens.texts)):
         joined = None  # written out, with the same stand-ins as every text block (cut tokens: cut)
     tail = traj.prompt_tail or ""
     parts.append(text_block("generated_text", "td-gen", traj.generated_text, joined, tail, limit))
