@@ -144,9 +144,9 @@ def test_editing_any_rendering_module_invalidates_cached_pages(tmp_path):
 def test_every_format_declares_what_the_registry_uses():
     from trajdocs.formats import FORMAT_CHOICES, FORMATS, detect_format, match_step_file
 
-    assert FORMAT_CHOICES == ("auto", *FORMATS) and list(FORMATS) == ["lightrft", "verl"]
+    assert FORMAT_CHOICES == ("auto", *FORMATS) and {"lightrft", "verl"} <= set(FORMATS)
     for name, module in FORMATS.items():
-        assert module.NAME == name and "step" in module.FILE_NAME.groupindex
+        assert module.NAME == name and ("step" in module.PATH.groupindex or callable(module.steps_in))
         assert module.SUFFIX.startswith(".") and module.NAMES_TEXT and callable(module.read)
         assert isinstance(module.TOKEN_CHANNELS, tuple) and module.FIELDS
     assert match_step_file("trajectories_step_5.json") == ("json:trajectories", 5)
@@ -161,12 +161,12 @@ def test_step_extras_cross_the_cache_as_the_json_they_always_were(tmp_path):
     scored] per token, one object per prompt group."""
     from conftest import tok, trajectory, write_step
     from trajdocs.build import render_step
-    from trajdocs.model import StepExtras
+    from trajdocs.model import StepExtras, StepFile
 
     records = [trajectory(1, i, [tok("Wait", True, 2.0), tok(" so", False, 0.5)], reward=float(i % 2))
                for i in range(4)]
     path = write_step(tmp_path, "exp", 1, records)
-    _, _, extras, _ = render_step(1, str(path), "auto", RenderOptions())
+    _, _, extras, _ = render_step(StepFile(1, str(path)), "auto", RenderOptions())
     as_json = extras.to_json()
     assert as_json["forking"]["Wait"] == [4, 4, 8.0, 4]
     assert set(as_json["prompts"][0]) == {"key", "prompt", "responses", "mean_reward", "best_reward",

@@ -32,7 +32,7 @@ from typing import Callable, NamedTuple
 
 from .cache import StepCache, json_bytes, step_key, write_entry
 from .discover import drop_duplicates, duplicate_steps, find_experiments
-from .model import Experiment, ForkingCount, StepData, StepExtras, StepResult, StepSummary
+from .model import Experiment, ForkingCount, StepData, StepExtras, StepFile, StepResult, StepSummary
 from .formats import loads, read_step
 from .remote import is_url, mirror
 from .render import TOKEN_CHARS, RenderOptions, long_texts, step_fragments, step_pages
@@ -80,12 +80,16 @@ def discover_runs(roots: list[str], labels: list[str], cache_folder: str, skip: 
 
 # --- 2. summarise and 3. render: one step file ----------------------------------------------
 
-def render_step(step: int, path: str, fmt: str, options: RenderOptions,
+def render_step(step_file: StepFile | str, fmt: str, options: RenderOptions,
                 render: bool = True) -> tuple[StepSummary, list[str], StepExtras, dict]:
-    """Read, summarise and render one step file: aggregates, page bodies, the extras that
-    experiment-wide views merge (forking tokens, prompt groups), and the texts the pages show cut.
-    With `render` false only the aggregates (the same ones) and the cut texts. Never raises."""
-    data = read_step(path, fmt, options.max_file_bytes, options.correct_rule())
+    """Read, summarise and render one step (its file, or the files or ranges holding it):
+    aggregates, page bodies, the extras that experiment-wide views merge (forking tokens, prompt
+    groups), and the texts the pages show cut. With `render` false only the aggregates (the same
+    ones) and the cut texts. Never raises."""
+    if isinstance(step_file, str):
+        step_file = StepFile(0, step_file)
+    step, path = step_file.step, step_file.path
+    data = read_step(step_file, fmt, options.max_file_bytes, ctx=options.read_context())
     fragments: list[str] = []
     extras = StepExtras()
     texts: dict = {}
@@ -125,8 +129,7 @@ def cut_keys(forking: dict[str, ForkingCount]) -> dict[str, ForkingCount]:
 
 class Job(NamedTuple):
     key: str
-    step: int
-    path: str
+    step: StepFile
     fmt: str
     options: RenderOptions
     folder: str
@@ -134,17 +137,19 @@ class Job(NamedTuple):
 
 
 def job_to_json(job: Job) -> str:
-    return json.dumps([job.key, job.step, job.path, job.fmt, dataclasses.asdict(job.options), job.folder, job.render])
+    return json.dumps([job.key, dataclasses.asdict(job.step), job.fmt, dataclasses.asdict(job.options), job.folder,
+                       job.render])
 
 
 def job_from_json(line: str) -> Job:
-    key, step, path, fmt, options, folder, render = json.loads(line)
-    return Job(key, step, path, fmt, RenderOptions(**options), folder, render)
+    key, step, fmt, options, folder, render = json.loads(line)
+    step["parts"] = tuple(tuple(part) for part in step["parts"])
+    return Job(key, StepFile(**step), fmt, RenderOptions(**options), folder, render)
 
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    summary, fragments, extras, texts = render_step(job.step, job.path, job.fmt, job.options, job.render)
+    summary, fragments, extras, texts = render_step(job.step, job.fmt, job.options, job.render)
     write_entry(Path(job.folder), job.key, summary, fragments if job.render else None, extras.to_json(), texts)
     return summary
 
@@ -236,7 +241,7 @@ class StepBuild:
         self._reading: Background | None = None
         self._later: tuple[Background, list[Job]] | None = None
 
-    def start(self, steps: list[tuple[int, str]], fmt: str, options: RenderOptions, workers: int) -> None:
+    def start(self, steps: list[StepFile], fmt: str, options: RenderOptions, workers: int) -> None:
         """Stage 2 in the background: `results` waits for it."""
         self.cache.used.clear()
         self.cache.used_pages.clear()
@@ -251,18 +256,18 @@ class StepBuild:
             raise reading.error
         return done
 
-    def summarise(self, steps: list[tuple[int, str]], fmt: str, options: RenderOptions,
+    def summarise(self, steps: list[StepFile], fmt: str, options: RenderOptions,
                   workers: int = 1) -> list[StepResult]:
-        """(cache key, aggregates, whether they came from the cache) for each (step, path).
+        """(cache key, aggregates, whether they came from the cache) for each step.
 
         Files not in the cache are read and rendered, on `workers` processes when there are
         several; each worker writes its fragments to the cache and returns only the aggregates."""
         cache = self.cache
-        keys = [step_key(path, f"{fmt}|{options.key()}") for _, path in steps]
+        keys = [step_key(step, f"{fmt}|{options.key()}") for step in steps]
         cache.used.update(keys)
         found = [cache.cached(key) for key in keys]
-        jobs = [Job(key, step, path, fmt, options, str(cache.folder))
-                for key, hit, (step, path) in zip(keys, found, steps) if hit is None]
+        jobs = [Job(key, step, fmt, options, str(cache.folder))
+                for key, hit, step in zip(keys, found, steps) if hit is None]
         self.by_workers = 0
         if workers > 1 and len(jobs) >= 2 * workers and sys.executable:
             # the last few are only summarised now, and rendered by one worker while MkDocs writes

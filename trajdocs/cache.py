@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 
 from . import __version__
-from .model import StepExtras, StepSummary
+from .model import StepExtras, StepFile, StepSummary
 from .formats import loads
 
 ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
@@ -48,17 +48,22 @@ def _fingerprint() -> str:
 FINGERPRINT = _fingerprint()
 
 
-def step_key(path: str, settings: str) -> str:
-    """The cache key of a step file: its path, size, modification and change times and inode, the
-    settings and the code. The change time (ctime) moves on every write and also when a tool sets
-    the modification time back (`touch -d`, `rsync -t`, `os.utime`), which size + mtime alone miss;
-    the inode changes when a file is replaced by another."""
-    try:
-        st = os.stat(path)
-        stamp = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}"
-    except OSError:
-        stamp = "missing"
-    raw = f"{os.path.abspath(path)}\0{stamp}\0{settings}\0{FINGERPRINT}"
+def step_key(step: StepFile | str, settings: str) -> str:
+    """The cache key of a step: for each file holding it, its path, size, modification and change
+    times and inode (and the byte range read), then the settings and the code. The change time
+    (ctime) moves on every write and also when a tool sets the modification time back (`touch -d`,
+    `rsync -t`, `os.utime`), which size + mtime alone miss; the inode changes when a file is
+    replaced by another."""
+    ranges = step.ranges() if isinstance(step, StepFile) else ((step, 0, -1),)
+    stamps = []
+    for path, start, end in ranges:
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}"
+        except OSError:
+            stamp = "missing"
+        stamps.append(f"{os.path.abspath(path)}\0{stamp}" + (f"\0{start}\0{end}" if (start, end) != (0, -1) else ""))
+    raw = f"{chr(1).join(stamps)}\0{settings}\0{FINGERPRINT}"
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -6,12 +6,12 @@ import os
 from typing import Callable
 
 from .discover import duplicate_steps, find_experiments, link_out, no_steps_warning, roots_without_steps
-from .formats import CorrectRule, detect_format, read_step
+from .formats import CorrectRule, ReadContext, detect_format, read_step
 from .text import counted, shown_name
 
 
 def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] = print,
-               rule: "CorrectRule | None" = None) -> int:
+               rule: "CorrectRule | None" = None, tokenizer: str = "") -> int:
     """Print experiments, steps, formats and every problem; return the number of problems."""
     problems = 0
     missing = [p for p in paths if not os.path.isdir(p)]
@@ -39,7 +39,7 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
                 f"shown: {shown_name(os.path.basename(files[0]))}")
             problems += 1
         for step in exp.steps:
-            data = read_step(step.path, fmt, rule=rule)
+            data = read_step(step, fmt, ctx=ReadContext(rule, tokenizer))
             steps += 1
             if data.unreadable:
                 out(f"  {shown_name(step.path)}: unreadable: {shown_name(data.unreadable)}")

@@ -46,7 +46,11 @@ def _check(args: argparse.Namespace) -> int:
     from .formats import CorrectRule
 
     rule = CorrectRule(args.correct, args.correct_min) if args.correct else None
-    return 1 if check_runs(args.paths, args.format, rule=rule) else 0
+    if args.tokenizer and not os.path.exists(args.tokenizer):
+        print(f"trajdocs check: --tokenizer {args.tokenizer}: no such file or folder", file=sys.stderr)
+        return 2
+    return 1 if check_runs(args.paths, args.format, rule=rule, tokenizer=os.path.abspath(args.tokenizer or "")
+                           if args.tokenizer else "") else 0
 
 
 SITE_CONFIG = """\
@@ -126,7 +130,7 @@ def _cache_folder(runs: str) -> str:
     return folder
 
 
-def _one_off_config(work: str, runs: str, site: str | None) -> str:
+def _one_off_config(work: str, runs: str, site: str | None, tokenizer: str = "") -> str:
     """A temporary mkdocs.yml in `work` for a runs folder that has none; the cache outlives it."""
     runs = os.path.abspath(runs)
     os.makedirs(os.path.join(work, "docs"))
@@ -137,6 +141,8 @@ def _one_off_config(work: str, runs: str, site: str | None) -> str:
     config = (SITE_CONFIG.format(name=_yaml_text(name), runs=_yaml_text(runs))
               + f"      cache_dir: {_yaml_text(_cache_folder(runs))}\n"
               + f"      paths_relative_to: {_yaml_text(os.path.dirname(runs.rstrip(os.sep)) or runs)}\n")
+    if tokenizer:
+        config += f"      tokenizer: {_yaml_text(os.path.abspath(tokenizer))}\n"
     if site:
         config += f"site_dir: {_yaml_text(os.path.abspath(site))}\n"
     path = os.path.join(work, "mkdocs.yml")
@@ -201,11 +207,14 @@ def _stop_signals_held():  # type: ignore[no-untyped-def]
             block(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> int:
+def _one_off(command: str, runs: str, site: str | None, options: list[str], tokenizer: str = "") -> int:
     """`mkdocs build|serve` for a runs folder, with a temporary configuration removed on every way
     out (an error, Ctrl-C, SIGTERM, SIGHUP)."""
     if not os.path.isdir(runs):
         print(f"trajdocs {command}: {runs} is not a folder", file=sys.stderr)
+        return 2
+    if tokenizer and not os.path.exists(tokenizer):
+        print(f"trajdocs {command}: --tokenizer {tokenizer}: no such file or folder", file=sys.stderr)
         return 2
     _stopped.clear()
     tempfile.gettempdir()  # Python probes the folder with a file: not while a signal could cut it short
@@ -220,7 +229,7 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str]) -> i
         if problem:
             print(f"trajdocs {command}: refusing to build: {problem}", file=sys.stderr)
             return 1
-        code = _mkdocs([command, "-f", _one_off_config(work, runs, site), *options])
+        code = _mkdocs([command, "-f", _one_off_config(work, runs, site, tokenizer), *options])
         return 128 + _stopped[0] if _stopped else code
     except KeyboardInterrupt:
         return 130
@@ -243,7 +252,7 @@ def _build(args: argparse.Namespace) -> int:
     if problem:
         print(f"trajdocs build: refusing to build: {problem}", file=sys.stderr)
         return 1
-    return _one_off("build", args.runs, args.output, ["--strict"] if args.strict else [])
+    return _one_off("build", args.runs, args.output, ["--strict"] if args.strict else [], args.tokenizer)
 
 
 def _port_problem(address: str) -> str | None:
@@ -271,7 +280,11 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"trajdocs serve: {problem}", file=sys.stderr)
         return 1
-    return _one_off("serve", args.runs, None, ["-a", args.dev_addr])
+    return _one_off("serve", args.runs, None, ["-a", args.dev_addr], args.tokenizer)
+
+
+TOKENIZER_HELP = ("a tokenizer.json file or a local Hugging Face model folder, to show token ids as text "
+                  "(needs the 'tokenizers' package: pip install 'trajdocs[tokenizer]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="as the plugin's 'correct' option: the field that says a trajectory is correct")
     check.add_argument("--correct-min", metavar="N", type=float, default=1.0,
                        help="the lowest value of that field counted as correct (default: %(default)s)")
+    check.add_argument("--tokenizer", metavar="PATH", help=TOKENIZER_HELP)
     check.set_defaults(run=_check)
 
     init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder",
@@ -339,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--strict", action="store_true", help="fail on any problem in the step files")
     build.add_argument("--force", "--clean", action="store_true",
                        help="replace an output folder that does not look like a site (its files are deleted)")
+    build.add_argument("--tokenizer", metavar="PATH", help=TOKENIZER_HELP)
     build.set_defaults(run=_build)
 
     serve = sub.add_parser("serve", help="serve a live site for a runs folder, without any mkdocs.yml",
@@ -347,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("runs", help="the runs folder")
     serve.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT",
                        help="address to serve on (default: 127.0.0.1:8000)")
+    serve.add_argument("--tokenizer", metavar="PATH", help=TOKENIZER_HELP)
     serve.set_defaults(run=_serve)
     return parser
 

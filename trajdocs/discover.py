@@ -7,7 +7,7 @@ import re
 import stat
 from collections import defaultdict
 
-from .formats import match_step_file, step_file_names
+from .formats import PathMatch, match_step_path, step_file_names, steps_in_file
 from .model import Experiment, StepFile
 from .text import shown_name
 
@@ -88,7 +88,9 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
     roots_real = [os.path.realpath(r) for r in roots if r]
     allowed = roots_real + [os.path.realpath(a) for a in allow_outside]
     experiments: list[Experiment] = []
-    for root, label in zip(roots, labels):
+    # (root number, experiment folder below it, series, view) -> the files claimed for it
+    claimed: dict[tuple[int, str, str, str], list[tuple[PathMatch, str]]] = defaultdict(list)
+    for n, (root, label) in enumerate(zip(roots, labels)):
         if not root:
             continue
         visited: set[str] = set()
@@ -109,27 +111,65 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
                     visited.add(real)
                 kept.append(d)
             dirs[:] = kept
-            series: dict[str, list[StepFile]] = defaultdict(list)
             for filename in files:
-                found = match_step_file(filename)
+                path = os.path.join(folder, filename)
+                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                found = match_step_path(rel)
                 if found is None:
                     if any(ch in filename for ch in "\r\n\t\x0b\x0c") and \
-                            match_step_file(re.sub(r"\s", "", filename)) is not None:
-                        problems.append(f"{shown_name(os.path.join(folder, filename))}: a step file name with "
+                            match_step_path(re.sub(r"\s", "", rel)) is not None:
+                        problems.append(f"{shown_name(path)}: a step file name with "
                                         "a control character in its step number or extension, skipped")
                     continue
-                path = os.path.join(folder, filename)
                 if regular_file(path, allowed, problems):
-                    series[found[0]].append(StepFile(found[1], path))
-            base = _experiment_name(label, root, folder)
-            for key in sorted(series):
-                name = base
-                if len(series) > 1:
-                    name = f"{base} [{key.split(':', 1)[-1] or 'step'}]"
-                steps = sorted(series[key], key=step_order)
-                experiments.append(Experiment(name=name, slug="", folder=folder, steps=steps))
+                    claimed[(n, found.folder, found.series, found.view)].append((found, path))
+    order = {key[:2]: n for n, key in reversed(list(enumerate(claimed)))}  # folders in walk order
+    for key in sorted(claimed, key=lambda k: (order[k[:2]], k[2], k[3])):
+        n, rel_folder, series_key, view = key
+        root, label = roots[n], labels[n]
+        folder = os.path.join(root, rel_folder) if rel_folder else root
+        base = _experiment_name(label, root, folder)
+        if len({k[2] for k in claimed if k[:2] == key[:2]}) > 1:
+            base = f"{base} [{series_key.split(':', 1)[-1] or 'step'}]"
+        steps = sorted(_step_files(claimed[key], problems), key=step_order)
+        if steps:
+            experiments.append(Experiment(name=f"{base} [{view}]" if view else base, slug="", folder=folder,
+                                          steps=steps, view=view, run=base if view else ""))
     _assign_slugs(experiments)
     return experiments
+
+
+def _step_files(files: list[tuple[PathMatch, str]], problems: list[str]) -> list[StepFile]:
+    """The steps of one experiment's files: a file per step; the parts of a step that several files
+    hold together (ordered by part name, "rank_2" before "rank_10"); the steps inside files that
+    hold several (shards, in name order, then by position)."""
+    steps: list[StepFile] = []
+    parts: dict[int, list[tuple[tuple, tuple[str, int, int]]]] = defaultdict(list)
+    for found, path in files:
+        if found.step is not None and not found.part:
+            steps.append(StepFile(found.step, path, fmt=found.fmt))
+        elif found.step is not None:
+            parts[found.step].append(((_natural(found.part), path), (path, 0, -1)))
+        else:
+            try:
+                held = steps_in_file(path, found.fmt)
+            except (OSError, ValueError) as err:
+                problems.append(f"{shown_name(path)}: cannot be read ({getattr(err, 'strerror', None) or err}), skipped")
+                continue
+            if not held:
+                problems.append(f"{shown_name(path)}: no record in the file says its step, skipped")
+            for step, ranges in held.items():
+                parts[step].extend(((_natural(os.path.basename(path)), start), (path, start, end))
+                                   for start, end in ranges)
+    for step, held in parts.items():
+        ranges = tuple(r for _, r in sorted(held))
+        steps.append(StepFile(step, ranges[0][0], parts=ranges, fmt=files[0][0].fmt))
+    return steps
+
+
+def _natural(text: str) -> tuple:
+    """"rank_2" before "rank_10"."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
 
 
 def step_order(step: StepFile) -> tuple:
@@ -243,7 +283,7 @@ def near_misses(root: str, limit: int = 8, budget: int = 20000) -> tuple[list[st
         steps_here = False
         for name in sorted(files):
             path = os.path.join(*parts, name) if parts else name
-            if match_step_file(name):
+            if match_step_path(path.replace(os.sep, "/")):
                 steps_here = True
                 if skipped:
                     add(f"{path} (inside a folder trajdocs skips: hidden or images/)")

@@ -15,6 +15,7 @@ class Tokens:
     scores: list[Union[float, None]] = field(default_factory=list)
     segments: bool = False  # entries are marked text runs (older saver), not single tokens
     end: bool = False  # the last entry is the end-of-sequence token: its flag and score, no text written
+    ids: bool = False  # texts are token ids written as numbers: no tokenizer was given to decode them
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -36,6 +37,31 @@ Scalar = Union[str, int, float, bool, None]
 MetaValue = Union[Scalar, ListSummary]
 
 
+# Per-token channels a page can colour by, beside the entropy in `Tokens.scores`: the name a
+# reader uses as a key of `Trajectory.token_values` -> what the channel is, as pages label it.
+CHANNELS: dict[str, str] = {
+    "surprisal": "surprisal (−log-prob of the sampled token)",
+    "mismatch": "log-prob mismatch |inference − trainer|",
+    "mismatch_kl": "mismatch KL (inference vs trainer)",
+    "advantage": "advantage",
+    "token_reward": "token reward",
+    "logprob": "log-prob",
+    "ref_logprob": "reference log-prob",
+    "importance_ratio": "importance ratio",
+}
+
+
+@dataclass(slots=True)
+class Turn:
+    """One message of a multi-turn conversation: its role as written; a model turn has its tokens
+    (and per-token values, keyed like `Trajectory.token_values`), other turns plain text."""
+
+    role: str
+    text: Union[str, None] = None
+    tokens: Union[Tokens, None] = None
+    token_values: dict[str, list] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class Trajectory:
     index: int
@@ -51,9 +77,12 @@ class Trajectory:
     advantage: Union[float, None] = None  # sequence-level: the scalar, or the mean of a per-token list
     accuracy: Union[float, None] = None  # a per-trajectory accuracy field (or the `correct` rule's verdict)
     correct: Union[bool, None] = None  # only from such a field (1 / 0, true / false) or the rule: never guessed
-    token_values: dict[str, list] = field(default_factory=dict)  # per-token logprob / advantage lists, as read
+    token_values: dict[str, list] = field(default_factory=dict)  # per-token channels (see CHANNELS), aligned with tokens
     image_files: list[str] = field(default_factory=list)  # relative to the step file's folder
     image_data: list[str] = field(default_factory=list)  # base64 PNG
+    group: Union[str, None] = None  # the file's own group id (GRPO group, prompt index, uid); else by prompt
+    turns: list[Turn] = field(default_factory=list)  # a multi-turn conversation, in order (prompt turns too)
+    source: Union[str, None] = None  # the file a trajectory came from, when a step has several
 
 
 @dataclass(slots=True)
@@ -67,8 +96,15 @@ class StepData:
 
 @dataclass(slots=True)
 class StepFile:
+    """One step of an experiment: its file, or the files or line ranges that hold it."""
+
     step: int
-    path: str
+    path: str  # the (first) file, named in messages
+    parts: tuple = ()  # (path, start, end) byte ranges (end -1: to the end) when not just `path` whole
+    fmt: str = ""  # the format that claimed the file by its path ("" when found some other way)
+
+    def ranges(self) -> tuple:
+        return self.parts or ((self.path, 0, -1),)
 
 
 @dataclass(slots=True)
@@ -77,6 +113,8 @@ class Experiment:
     slug: str  # URL-safe, unique in the site
     folder: str
     steps: list[StepFile] = field(default_factory=list)
+    view: str = ""  # e.g. "validation", "eval": one of several views of one run (see `run`)
+    run: str = ""  # the name shared by a run's views ("" when the experiment has one view)
 
 
 @dataclass(slots=True)

@@ -56,6 +56,8 @@ class TrajdocsConfig(Config):
     max_file_mb = c.Type((int, float), default=2048)  # step files larger than this are not read
     max_text_chars = c.Type(int, default=1_000_000)  # longer texts are cut on pages (full text downloadable)
     allow_outside = c.Type(list, default=[])  # folders outside `runs` that links in it may lead to
+    tokenizer = c.Type(str, default="")  # tokenizer.json or a local Hugging Face model folder: token ids -> text
+    mapping = c.Type(dict, default={})  # a generic file's fields -> prompt, response, reward, step ... (format: mapped)
     correct = c.Type(dict, default={})  # {field: dotted path in each record, min: number}: correct / incorrect badges
 
 
@@ -118,7 +120,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.found = discover_runs(self.roots, self.settings.labels, str(self.cache.folder),
                                    (config.site_dir, config.docs_dir, str(self.cache.folder)),
                                    self.settings.allow_outside, log.warning)
-        steps = [(s.step, s.path) for exp in self.found.experiments for s in exp.steps]
+        steps = [s for exp in self.found.experiments for s in exp.steps]
         self.steps.start(steps, self.config.format, self.options, self.config.workers or os.cpu_count() or 1)
 
     @event_priority(-50)  # after other plugins have added their files

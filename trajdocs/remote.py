@@ -8,7 +8,7 @@ import json
 import os
 import posixpath
 
-from .discover import SKIPPED_DIRS, match_step_file
+from .discover import SKIPPED_DIRS, match_step_path
 
 
 def is_url(entry: str) -> bool:
@@ -40,7 +40,7 @@ def mirror(url: str, cache_folder: str) -> tuple[str, list[str]]:
         parts = rel.split("/")
         if info.get("type") == "directory" or any(p.startswith(".") or p in SKIPPED_DIRS for p in parts[:-1]):
             continue
-        if match_step_file(parts[-1]) is None or ".." in parts:
+        if match_step_path(rel) is None or ".." in parts:
             continue
         stamp = [info.get("size"), str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or "")]
         target = os.path.join(local, *parts)

@@ -16,7 +16,7 @@ from typing import Sequence, Union
 from urllib.parse import quote
 
 from .charts import bar_chart
-from .formats import CorrectRule
+from .formats import CorrectRule, ReadContext
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
@@ -41,6 +41,8 @@ class RenderOptions:
     max_text: int = 1_000_000  # characters of one text shown on a page; the full text is downloadable
     correct_field: str = ""  # the `correct` option: badges from this field of each record ...
     correct_min: float = 1.0  # ... true, or a number at least this
+    tokenizer: str = ""  # the `tokenizer` option: a tokenizer.json or model folder, to decode token ids
+    mapping: str = ""  # the `mapping` option (fields of a generic file), as JSON text
 
     def key(self) -> str:
         """Every field, in order (so a new option can never be left out of the cache key)."""
@@ -48,6 +50,9 @@ class RenderOptions:
 
     def correct_rule(self) -> Union[CorrectRule, None]:
         return CorrectRule(self.correct_field, self.correct_min) if self.correct_field else None
+
+    def read_context(self) -> ReadContext:
+        return ReadContext(self.correct_rule(), self.tokenizer, self.mapping)
 
     def shown_path(self, path: str) -> str:
         """A file's path as pages show it: never the build machine's absolute path."""

@@ -3,6 +3,7 @@ the plugin turns `OptionError` into MkDocs' own error)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -69,11 +70,22 @@ def read_settings(c: Mapping[str, Any], base: str, site_dir: str, docs_dir: str,
         raise OptionError("trajdocs: 'allow_outside' must be a list of folders")
     allow_outside = tuple(_path(base, a) for a in c["allow_outside"])
     field, minimum = correct_option(c["correct"])
+    tokenizer = c.get("tokenizer") or ""
+    if not isinstance(tokenizer, str):
+        raise OptionError("trajdocs: 'tokenizer' must be the path of a tokenizer.json file or a model folder")
+    tokenizer = _path(base, tokenizer) if tokenizer.strip() else ""
+    if tokenizer and not os.path.exists(tokenizer):
+        raise OptionError(f"trajdocs: 'tokenizer': {tokenizer} does not exist (a tokenizer.json file or a "
+                          "local model folder holding one)")
+    mapping = c.get("mapping") or {}
+    if not isinstance(mapping, dict):
+        raise OptionError("trajdocs: 'mapping' must map field roles (prompt, response, reward, ...) to fields")
     options = RenderOptions(per_page=c["trajectories_per_page"], max_tokens=c["max_tokens"],
                             asset_base="../" if use_directory_urls else "",
                             base_dir=_path(base, c["paths_relative_to"]),
                             max_file_bytes=int(c["max_file_mb"] * 2 ** 20),
-                            max_text=c["max_text_chars"], correct_field=field, correct_min=minimum)
+                            max_text=c["max_text_chars"], correct_field=field, correct_min=minimum,
+                            tokenizer=tokenizer, mapping=json.dumps(mapping, sort_keys=True) if mapping else "")
     return Settings(roots, labels, prefix, cache_folder, allow_outside, options)
 
 

@@ -1,43 +1,82 @@
-"""The trainer formats trajdocs reads, and reading one step file with the right one.
+"""The trainer formats trajdocs reads, and reading one step with the right one.
 
 Each format is one module here, declaring:
 - `NAME`: the name the `format` option and `trajdocs check --format` take;
-- `FILE_NAME`: the step file names it claims, a regular expression with a `step` group (the
-  step number), matched against a whole file name; `SUFFIX`: its extension, for files read
-  directly under another name; `NAMES_TEXT`: how the names are described in messages;
-- `series(match)`: which files of one folder form one experiment;
-- `read(data, problems, rule)`: one file's bytes -> trajectories (the data model in
-  `model.py`), problems noted in `problems`, `common.Unreadable` when nothing can be read;
+- `PATH`: the step files it claims, a regular expression matched against the end of a file's
+  path below the runs folder ('/' between folders), starting at a folder boundary. Its groups:
+  `step` (the step number; without it the steps come from the files' content, see `steps_in`),
+  `view` (a view of one run: "train", "val", "eval" ...), `part` (one of several files that
+  together hold one step: ranks, tasks, data sources). The folders before the match are the
+  experiment's folder. `SUFFIX`: its extension, for files read directly under another name;
+  `NAMES_TEXT`: how the names are described in messages;
+- `series(match)`: which files of one experiment folder form one experiment;
+- `read(data, problems, ctx)`: one file's bytes -> trajectories (the data model in `model.py`),
+  problems noted in `problems`, `common.Unreadable` when nothing can be read; `ctx` is a
+  `common.ReadContext` (correct rule, tokenizer, mapping, path);
+- `steps_in(data)` (only formats whose PATH has no `step` group, e.g. shards holding many steps):
+  {step: [(start, end) byte ranges of its records]};
 - `TOKEN_CHANNELS` and `FIELDS`: what per-token and per-trajectory data it provides.
 
-Adding a format = adding its module (and its fixtures in the tests) and listing it in `FORMATS`.
-Formats are tried in this order: the first whose `FILE_NAME` matches claims a file.
+Adding a format = adding its module (and its writer in `demo/`, fixtures in the tests, a docs
+section) and listing it in `FORMATS`. Formats are tried in this order: the first whose `PATH`
+matches claims a file.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from types import ModuleType
 
-from ..model import StepData
+from ..model import StepData, StepFile
 from . import lightrft, verl
-from .common import (MAX_FILE_BYTES, CorrectRule, Problems, Unreadable, check_images, loads,
+from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
 FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, verl)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 
-__all__ = ["FORMATS", "FORMAT_CHOICES", "CorrectRule", "detect_format", "loads", "match_step_file", "read_step"]
+__all__ = ["FORMATS", "FORMAT_CHOICES", "CorrectRule", "PathMatch", "ReadContext", "detect_format", "loads",
+           "match_step_path", "match_step_file", "read_step"]
+
+_ANCHORED = {name: re.compile(r"(?:\A|(?<=/))(?:" + module.PATH.pattern + r")\Z", module.PATH.flags)
+             for name, module in FORMATS.items()}
+
+
+@dataclass(frozen=True)
+class PathMatch:
+    """What a step file's path says: its format, experiment folder (relative, "" = where the
+    search started), series, view, part and step (None: the steps are in the content)."""
+
+    fmt: str
+    folder: str
+    series: str
+    view: str
+    part: str
+    step: int | None
+
+
+def match_step_path(rel: str) -> PathMatch | None:
+    """The claim on a file by its path below the runs folder ('/'-separated), or None."""
+    for name, pattern in _ANCHORED.items():
+        m = pattern.search(rel)
+        if m:
+            groups = m.groupdict()
+            step = groups.get("step")
+            return PathMatch(name, rel[:m.start()].rstrip("/"), FORMATS[name].series(m),
+                             groups.get("view") or "", groups.get("part") or "",
+                             int(step) if step is not None else None)
+    return None
 
 
 def match_step_file(filename: str) -> tuple[str, int] | None:
-    """(series, step) for a step file name, where series tells apart files that share a folder."""
-    for module in FORMATS.values():
-        m = module.FILE_NAME.fullmatch(filename)
-        if m:
-            return module.series(m), int(m.group("step"))
-    return None
+    """(series, step) for a step file name alone (formats whose PATH is a file name)."""
+    found = match_step_path(filename)
+    if found is None or found.step is None:
+        return None
+    return found.series, found.step
 
 
 def step_file_names() -> str:
@@ -46,28 +85,55 @@ def step_file_names() -> str:
 
 
 def detect_format(path: str) -> str:
-    """`format: auto`: the format claiming the file's name, else its extension, else the default."""
-    name = os.path.basename(path)
-    for module in FORMATS.values():
-        if module.FILE_NAME.fullmatch(name):
-            return module.NAME
+    """`format: auto`: the format claiming the file's path, else its extension, else the default."""
+    found = match_step_path(path.replace(os.sep, "/"))
+    if found is not None:
+        return found.fmt
     by_suffix = sorted(FORMATS.values(), key=lambda m: -len(m.SUFFIX))
     return next((m.NAME for m in by_suffix if path.endswith(m.SUFFIX)), DEFAULT)
 
 
-def read_step(path: str, fmt: str = "auto", max_bytes: int = MAX_FILE_BYTES,
-              rule: CorrectRule | None = None) -> StepData:
-    """Never raises: whatever goes wrong becomes a problem or the reason the file is unreadable.
-    Only regular files of at most `max_bytes` are read (a FIFO would wait forever, a link to
-    /dev/zero never end). `rule` (the `correct` option) decides the correct / incorrect badges
-    where set."""
+def read_step(step: str | StepFile, fmt: str = "auto", max_bytes: int = MAX_FILE_BYTES,
+              rule: CorrectRule | None = None, ctx: ReadContext | None = None) -> StepData:
+    """One step: a file, or the files / byte ranges of a `StepFile` (trajectories of all of them,
+    in order, numbered through). Never raises: whatever goes wrong becomes a problem or the
+    reason the step is unreadable. Only regular files of at most `max_bytes` are read (a FIFO
+    would wait forever, a link to /dev/zero never end). `rule` (the `correct` option) decides the
+    correct / incorrect badges where set; `ctx` carries it with the other reading options."""
+    if isinstance(step, str):
+        step = StepFile(0, step)
+    ctx = ctx or ReadContext(rule=rule)
+    ranges = step.ranges()
+    if len(ranges) == 1:
+        path, start, end = ranges[0]
+        return _read_part(path, start, end, fmt if fmt != "auto" or not step.fmt else step.fmt, max_bytes, ctx)
+    result = StepData()
+    reasons = []
+    for path, start, end in ranges:
+        part = _read_part(path, start, end, fmt if fmt != "auto" or not step.fmt else step.fmt, max_bytes, ctx)
+        name = os.path.basename(path)
+        if part.unreadable:
+            reasons.append(f"{name}: {part.unreadable}")
+        for traj in part.trajectories:
+            traj.index = len(result.trajectories)
+            traj.source = traj.source or name
+            result.trajectories.append(traj)
+        result.problems.extend(f"{name}: {p}" for p in part.problems)
+    if not result.trajectories and reasons:
+        result.unreadable = "; ".join(reasons)
+    else:
+        result.problems[:0] = reasons
+    return result
+
+
+def _read_part(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: ReadContext) -> StepData:
     try:
-        return _read_step(path, fmt, max_bytes, rule)
+        return _read_bytes(path, start, end, fmt, max_bytes, ctx)
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         return StepData(unreadable=f"could not be read ({type(err).__name__}: {err})")
 
 
-def _read_step(path: str, fmt: str, max_bytes: int, rule: CorrectRule | None) -> StepData:
+def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: ReadContext) -> StepData:
     result = StepData()
     try:
         data = read_regular_file(path, max_bytes)
@@ -77,16 +143,35 @@ def _read_step(path: str, fmt: str, max_bytes: int, rule: CorrectRule | None) ->
     except ValueError as err:
         result.unreadable = str(err)
         return result
+    if start or end >= 0:
+        data = data[start:end if end >= 0 else None]
     if not data or data.isspace():  # (no stripped copy of a large file)
         result.unreadable = "empty file (the trainer may not have written it yet)"
         return result
     module = FORMATS.get(detect_format(path) if fmt == "auto" else fmt, FORMATS[DEFAULT])
     problems = Problems()
     try:
-        result.trajectories = module.read(data, problems, rule)
+        result.trajectories = module.read(data, problems, ReadContext(ctx.rule, ctx.tokenizer, ctx.mapping, path))
     except Unreadable as err:
         result.unreadable = str(err)
         return result
     check_images(result.trajectories, os.path.dirname(path), problems)
     result.problems = list(problems)
     return result
+
+
+def steps_in_file(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES) -> dict[int, list[tuple[int, int]]]:
+    """{step: byte ranges} of a file holding several steps (a format without a step in its PATH);
+    remembered per file version (size, times, inode), so a serve rebuild reads only changed files.
+    Raises OSError / ValueError when the file cannot be read."""
+    st = os.stat(path)
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    known = _STEPS_IN.get(path)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    steps = FORMATS[fmt].steps_in(read_regular_file(path, max_bytes))
+    _STEPS_IN[path] = (stamp, steps)
+    return steps
+
+
+_STEPS_IN: dict[str, tuple[tuple, dict]] = {}

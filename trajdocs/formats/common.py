@@ -20,6 +20,19 @@ MAX_META_FIELDS = 200
 MAX_META_DEPTH = 4
 
 
+@dataclass(frozen=True)
+class ReadContext:
+    """What a reader may need besides the bytes: the `correct` rule, the `tokenizer` option (a
+    tokenizer.json file or a model folder, for formats that write token ids), the `mapping`
+    option (fields of a generic file), and the path of the file being read (for messages and
+    files it names)."""
+
+    rule: "CorrectRule | None" = None
+    tokenizer: str = ""
+    mapping: tuple = ()  # (key, value) pairs of the `mapping` option
+    path: str = ""
+
+
 class Unreadable(Exception):
     """A file that cannot be read at all; the message says why (shown as the step's reason)."""
 

@@ -14,13 +14,13 @@ from typing import Any
 import orjson
 
 from ..model import ListSummary, Tokens, Trajectory
-from .common import (CorrectRule, Meta, Problems, Unreadable, accuracy, aligned, apply_rule, as_text,
+from .common import (ReadContext, CorrectRule, Meta, Problems, Unreadable, accuracy, aligned, apply_rule, as_text,
                      check_numbers, correctness, decode_error, keys_text, kind, loads, number, with_replacement)
 
 NAME = "lightrft"
 # <prefix>_step_<N>.json (prefix defaults to "trajectories"). \Z, not $: a name ending in a
 # newline is not the name without it; a prefix may hold any character.
-FILE_NAME = re.compile(r"(?:(?P<prefix>.+)_)?step_(?P<step>\d+)\.json\Z", re.S)
+PATH = re.compile(r"(?:(?P<prefix>[^/]+)_)?step_(?P<step>\d+)\.json", re.S)
 SUFFIX = ".json"
 NAMES_TEXT = ("LightRFT files named <prefix>_step_<N>.json (e.g. "
               "<experiment>/trajectories/trajectories_step_5.json)")
@@ -34,7 +34,7 @@ def series(match: re.Match) -> str:
     return "json:" + (match.group("prefix") or "")
 
 
-def read(data: bytes, problems: Problems, rule: CorrectRule | None) -> list[Trajectory]:
+def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     """The trajectories of one file's bytes; `Unreadable` when they are no JSON at all."""
     try:
         doc = loads_lightrft(data)
@@ -42,7 +42,7 @@ def read(data: bytes, problems: Problems, rule: CorrectRule | None) -> list[Traj
         doc = with_replacement(data, problems) if isinstance(err, UnicodeDecodeError) else None
         if doc is None:
             raise Unreadable(decode_error(err, data)) from None
-    return _read_lightrft(doc, problems, rule)
+    return _read_lightrft(doc, problems, ctx.rule)
 
 
 MARKER = re.compile(r"<HIGH_ENTROPY>(.*?)</HIGH_ENTROPY>", re.S)

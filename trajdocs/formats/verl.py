@@ -7,11 +7,11 @@ import json
 import re
 
 from ..model import Trajectory
-from .common import (UTF16_BOMS, CorrectRule, Meta, Problems, accuracy, apply_rule, as_text, correctness,
+from .common import (ReadContext, UTF16_BOMS, CorrectRule, Meta, Problems, accuracy, apply_rule, as_text, correctness,
                      first_bad_byte, kind, loads, number)
 
 NAME = "verl"
-FILE_NAME = re.compile(r"(?P<step>\d+)\.jsonl\Z")
+PATH = re.compile(r"(?P<step>\d+)\.jsonl")
 SUFFIX = ".jsonl"
 NAMES_TEXT = "verl files named <N>.jsonl (e.g. 5.jsonl)"
 TOKEN_CHANNELS = ()
@@ -22,9 +22,9 @@ def series(match: re.Match) -> str:
     return "jsonl"
 
 
-def read(data: bytes, problems: Problems, rule: CorrectRule | None) -> list[Trajectory]:
+def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     """The samples of one file's bytes, line by line: a bad line is a problem, never the file."""
-    return _read_verl(data, problems, rule)
+    return _read_verl(data, problems, ctx.rule)
 
 
 def _read_verl(data: bytes, problems: Problems, rule: "CorrectRule | None" = None) -> list[Trajectory]:

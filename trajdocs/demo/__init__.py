@@ -36,6 +36,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
+from importlib import import_module
 
 INSTALL_HINT = "pip install 'trajdocs[demo]'"
 KINDS = ("lightrft", "lightrft-plain", "lightrft-vl", "lightrft-markers", "lightrft-old", "verl")
@@ -52,6 +53,31 @@ DEFAULT_NAMES = {
     "lightrft-vl": "lightrft-geo3k-vl-grpo", "lightrft-markers": "lightrft-fork-markers",
     "lightrft-old": "lightrft-gsm8k-old-saver", "verl": "verl-dapo-math",
 }
+# The other trainers' writers: one module each in this package (stdlib-only imports), declaring
+# WRITERS = {kind: Writer(help, default experiment name, write)} where
+# write(folder, name, opts, codec, rng) writes one experiment's files as that trainer does and
+# returns their paths. List the module here.
+WRITER_MODULES: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Writer:
+    help: str
+    name: str
+    write: "object"  # (folder, name, DemoOptions, Codec, random.Random) -> list[str]
+
+
+def _writers() -> dict[str, Writer]:
+    writers: dict[str, Writer] = {}
+    for module in WRITER_MODULES:
+        writers.update(import_module(f"{__name__}.{module}").WRITERS)
+    return writers
+
+
+WRITERS = _writers()
+KINDS = KINDS + tuple(WRITERS)
+KIND_HELP.update({kind: w.help for kind, w in WRITERS.items()})
+DEFAULT_NAMES.update({kind: w.name for kind, w in WRITERS.items()})
 MODEL_DIRS = {"lightrft-vl": "qwen2.5-vl-7b-ep30-kl0.01-lr1e-6"}
 MODEL_DIR = "qwen2.5-0.5b-ep30-kl0.01-lr1e-6"
 
@@ -504,9 +530,12 @@ def write_demo(folder: str, opts: DemoOptions) -> list[str]:
         if name in used:
             name = f"{name}-{e + 1}"
         used.add(name)
+        rng = random.Random(f"{opts.seed}-{e}-{name}")
+        if kind in WRITERS:
+            written += WRITERS[kind].write(folder, name, opts, codec, rng)  # type: ignore[operator]
+            continue
         out = step_folder(folder, name, kind)
         os.makedirs(out, exist_ok=True)
-        rng = random.Random(f"{opts.seed}-{e}-{name}")
         if kind == "verl":
             val = os.path.join(folder, name, "validation_data")
             os.makedirs(val, exist_ok=True)

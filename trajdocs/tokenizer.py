@@ -1,0 +1,128 @@
+"""Token ids -> the text of each token, as the trainer's tokenizer has it (the `tokenizer` option).
+
+Read with the `tokenizers` package (the optional extra `trajdocs[tokenizer]`), offline, from a
+`tokenizer.json` file or a local Hugging Face model folder holding one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Sequence
+
+INSTALL_HINT = "pip install 'trajdocs[tokenizer]'"
+NO_TOKENIZER_NOTE = ("token ids shown as numbers: give trajdocs the trainer's tokenizer to see text "
+                     "(the plugin option `tokenizer: path/to/tokenizer.json` or a model folder, or "
+                     "`--tokenizer PATH` on trajdocs build, serve and check)")
+
+
+class TokenizerUnavailable(RuntimeError):
+    """The tokenizer cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """Each token's text, one per id. A character that the byte-level vocabulary splits over
+    several tokens is shown whole on its last token; the tokens before it carry only part of its
+    bytes and are marked in `joined` (their text is ""). Bytes that never form a character are
+    U+FFFD; ids outside the vocabulary are listed in `unknown`, their text "<id N>"."""
+
+    texts: list[str]
+    joined: list[bool]
+    unknown: list[int]
+
+
+def _byte_decoder() -> dict[str, int]:
+    """The byte-level BPE alphabet (GPT-2): each of the 256 bytes stands as one printable character."""
+    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = visible[:]
+    n = 0
+    for b in range(256):
+        if b not in visible:
+            visible.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(visible, chars)}
+
+
+BYTE_DECODER = _byte_decoder()
+BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+class Vocabulary:
+    """A loaded tokenizer: id -> the bytes of the token (or its text, for added special tokens)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise TokenizerUnavailable(f"reading token ids as text needs the 'tokenizers' package: {INSTALL_HINT}") from None
+        file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+        if not os.path.isfile(file):
+            raise TokenizerUnavailable(f"tokenizer: {path} holds no tokenizer.json")
+        try:
+            self.tokenizer = Tokenizer.from_file(file)
+            spec = json.loads(self.tokenizer.to_str())
+        except Exception as err:  # noqa: BLE001 - any broken file: say so, do not crash
+            raise TokenizerUnavailable(f"tokenizer: {file} cannot be read ({type(err).__name__}: {err})") from None
+        self.added = {int(t["id"]): t["content"] for t in spec.get("added_tokens") or []}
+        kinds = json.dumps(spec.get("decoder"))
+        self.byte_level = "ByteLevel" in kinds
+        self.metaspace = "Metaspace" in kinds or "Replace" in kinds
+        self.size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def token_bytes(self, token_id: int) -> bytes | str | None:
+        """The bytes of a token; a special (added) token's text as str; None outside the vocabulary."""
+        if token_id in self.added:
+            return self.added[token_id]
+        piece = self.tokenizer.id_to_token(token_id) if 0 <= token_id < 2 ** 32 else None
+        if piece is None:
+            return None
+        if self.byte_level and all(ch in BYTE_DECODER for ch in piece):
+            return bytes(BYTE_DECODER[ch] for ch in piece)
+        m = BYTE_FALLBACK.fullmatch(piece)
+        if m:
+            return bytes([int(m.group(1), 16)])
+        if self.metaspace:
+            return piece.replace("\u2581", " ").encode("utf-8")
+        return self.tokenizer.decode([token_id], skip_special_tokens=False).encode("utf-8")
+
+
+@lru_cache(maxsize=4)
+def load(path: str) -> Vocabulary:
+    """The tokenizer at `path` (once per process); `TokenizerUnavailable` says why it cannot be."""
+    return Vocabulary(path)
+
+
+def decode_pieces(ids: Sequence[Any], path: str) -> Pieces:
+    """Each id's text, exactly the bytes the trainer's tokenizer gives it, decoded as UTF-8 across
+    token boundaries (see `Pieces`). Raises `TokenizerUnavailable`."""
+    vocab = load(path)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    texts: list[str] = []
+    joined: list[bool] = []
+    unknown: list[int] = []
+    for i, token_id in enumerate(ids):
+        raw = vocab.token_bytes(token_id) if isinstance(token_id, int) and not isinstance(token_id, bool) else None
+        if raw is None:
+            texts.append(decoder.decode(b"", final=True) + f"<id {token_id}>")
+            decoder.reset()
+            joined.append(False)
+            unknown.append(i)
+        elif isinstance(raw, str):
+            texts.append(decoder.decode(b"", final=True) + raw)
+            decoder.reset()
+            joined.append(False)
+        else:
+            text = decoder.decode(raw)
+            texts.append(text)
+            joined.append(text == "" and raw != b"")
+    tail = decoder.decode(b"", final=True)
+    if tail and texts:
+        texts[-1] += tail
+        joined[-1] = False
+    return Pieces(texts, joined, unknown)
