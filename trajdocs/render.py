@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 from .charts import bar_chart
 from .formats import CorrectRule, ReadContext
-from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory
+from .tokenizer import NO_TOKENIZER_NOTE
+from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory, Turn
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
 from .text import DASH, attr, counted, esc, esc_breakable, fmt_number, fmt_ratio, needs_escape, unshowable
@@ -340,9 +341,13 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     elif traj.prompt is None and traj.full_sequence is not None:
         parts.append(prompt_html("Full sequence", traj.full_sequence, limit))
     parts.append(images_html(traj, options.asset_base))
-    if traj.tokens is not None:
+    if traj.turns:
+        parts.append(turns_html(traj.turns, options))
+    elif traj.tokens is not None:
         parts.append(f'<div class="td-label">Response · {len(traj.tokens):,} {("segment" if traj.tokens.segments else "token") + ("s" if len(traj.tokens) != 1 else "")}</div>')
         parts.append(tokens_html(traj.tokens, options.max_tokens, traj.token_values))
+        if traj.tokens.ids:
+            parts.append(f'<p class="td-note td-ids-note">{esc(NO_TOKENIZER_NOTE[0].upper() + NO_TOKENIZER_NOTE[1:])}.</p>')
     elif traj.pure_generated_text is not None:
         text = traj.pure_generated_text
         parts.append('<div class="td-label">Response (no token data in this file)</div>')
@@ -356,6 +361,29 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     parts.append(text_block("pure_generated_text", "td-pure", traj.pure_generated_text, joined, limit=limit))
     parts.append("</section>")
     return "".join(parts)
+
+
+def turns_html(turns: Sequence[Turn], options: RenderOptions) -> str:
+    """A conversation in order: each turn labelled with its role as written; a turn with tokens
+    (the model's) tokenised like a response, the others as plain text."""
+    out = ['<div class="td-turns">']
+    for n, turn in enumerate(turns):
+        role = esc(turn.role)
+        if turn.tokens is not None:
+            count = f" · {len(turn.tokens):,} token{'s' if len(turn.tokens) != 1 else ''}"
+            out.append(f'<div class="td-turn td-model-turn" data-role="{attr(turn.role)}" data-turn="{n}">'
+                       f'<div class="td-label">{role}{count}</div>'
+                       f'{tokens_html(turn.tokens, options.max_tokens, turn.token_values)}')
+            if turn.tokens.ids:
+                out.append(f'<p class="td-note td-ids-note">{esc(NO_TOKENIZER_NOTE[0].upper() + NO_TOKENIZER_NOTE[1:])}.</p>')
+        else:
+            text = turn.text or ""
+            cut = cut_note(options.max_text, len(text)) if len(text) > options.max_text else ""
+            out.append(f'<div class="td-turn" data-role="{attr(turn.role)}" data-turn="{n}"><div class="td-label">{role}</div>'
+                       f'<pre class="td-text">\n{text_html(text[:options.max_text])}</pre>{cut}')
+        out.append("</div>")
+    out.append("</div>")
+    return "".join(out)
 
 
 def prompt_html(label: str, text: str, limit: int = 1_000_000) -> str:

@@ -151,11 +151,12 @@ def _text_tokens(tokens: Tokens) -> Tokens:
 
 
 def group_trajectories(trajectories: Iterable[Trajectory]) -> list[list[Trajectory]]:
-    """Trajectories sharing a prompt (a GRPO group), in order of first appearance; a trajectory
-    without a prompt is a group of its own."""
+    """Trajectories of one group (a GRPO group: the file's own group id where it writes one, else
+    the same prompt), in order of first appearance; a trajectory with neither is a group of its own."""
     groups: dict[object, list[Trajectory]] = {}
     for traj in trajectories:
-        key = ("prompt", traj.prompt) if traj.prompt else ("alone", traj.index)
+        key = ("group", traj.group) if traj.group is not None else \
+            ("prompt", traj.prompt) if traj.prompt else ("alone", traj.index)
         groups.setdefault(key, []).append(traj)
     return list(groups.values())
 
