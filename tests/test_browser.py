@@ -53,19 +53,20 @@ def test_keyboard_focus_shows_details(page, site):
     assert tip.is_visible() and "entropy 1.25" in tip.inner_text() and "position 2" in tip.inner_text()
 
 
-def test_toggle_hides_metadata_and_persists_across_steps(page, site):
+def test_metadata_is_one_click_away_and_the_toggle_opens_all_of_it_across_steps(page, site):
     page.goto(site + "runs/exp/step-10/")
     meta = page.locator(".td-meta").first
+    assert not meta.is_visible() and page.locator(".td-stats").first.is_visible()  # key numbers on one line
+    page.locator("details.td-meta-box > summary").first.click()
     assert meta.is_visible()
-    page.get_by_label("Metadata").uncheck()
-    assert not meta.is_visible()
-    assert page.locator(".td-stats").first.is_visible()
+    page.get_by_label("All metadata").check()
+    assert all(m.is_visible() for m in page.locator(".td-meta").all())
     page.locator("a.td-next").first.click()
     wait_for_step(page, 20)
+    assert page.get_by_label("All metadata").is_checked()
+    assert all(m.is_visible() for m in page.locator(".td-meta").all())
+    page.get_by_label("All metadata").uncheck()
     assert not page.locator(".td-meta").first.is_visible()
-    assert not page.get_by_label("Metadata").is_checked()
-    page.get_by_label("Metadata").check()
-    assert page.locator(".td-meta").first.is_visible()
 
 
 def test_entropy_score_toggle_turns_hover_off(page, site):

@@ -83,7 +83,7 @@ def test_overview_lists_every_experiment(two_experiments):
     site = build_site(two_experiments["project"])
     html = read(site / "runs" / "index.html")
     for exp, first, last, steps in (("exp-a", 5, 100, 3), ("exp-b", 1, 2, 2)):
-        row = re.search(rf'<tr><td><a href="{exp}/">{exp}</a></td><td>(\d+)</td><td>(\d+)–(\d+)</td><td>(\d+)</td>', html)
+        row = re.search(rf'<tr><td><a href="{exp}/"><span class="td-seg">{exp}</span></a></td><td>(\d+)</td><td>(\d+)–(\d+)</td><td>(\d+)</td>', html)
         assert row, exp
         assert (int(row[1]), int(row[2]), int(row[3]), int(row[4])) == (steps, first, last, steps * 3)
 
@@ -197,7 +197,9 @@ def test_several_roots_and_nested_experiments(tmp_path):
     (tmp_path / "results" / "empty-exp" / "trajectories").mkdir(parents=True)
     site = build_site(tmp_path, plugin={"runs": ["results", "old/results"]})
     overview = read(site / "runs" / "index.html")
-    assert ">results/<wbr>exp</a>" in overview and ">old/<wbr>results/<wbr>exp</a>" in overview
+    seg = '<span class="td-seg">{}</span>'.format  # each folder of a name kept whole, a break after "/"
+    assert f">{seg('results')}/<wbr>{seg('exp')}</a>" in overview
+    assert f">{seg('old')}/<wbr>{seg('results')}/<wbr>{seg('exp')}</a>" in overview
     assert (site / "runs" / "results" / "exp" / "step-1" / "index.html").exists()
     assert (site / "runs" / "old" / "results" / "exp" / "step-7" / "index.html").exists()
     assert "empty-exp" not in overview

@@ -120,9 +120,10 @@ def test_sort_and_filter_trajectories(page, viewer_site):
 def test_summary_row_jumps_to_its_trajectory(page, viewer_site):
     page.goto(viewer_site + "runs/exp/step-1/")
     page.locator(".td-summary a", has_text="1").click()
-    page.wait_for_function("location.hash === '#traj-1'")
+    page.wait_for_function("location.hash === '#t1'")
     top = page.locator("#traj-1").evaluate("e => e.getBoundingClientRect().top")
     assert 0 <= top < 200
+    assert page.locator("#t1").evaluate("e => e.classList.contains('td-target')")
 
 
 def test_keyboard_moves_between_steps_and_trajectories(page, viewer_site):
@@ -295,6 +296,8 @@ def test_layout_wide_tables_and_narrow_screens(browser, tmp_path, serve):
     first = table.locator("tbody td:first-child").first
     assert first.evaluate("td => td.getBoundingClientRect().left") >= table.evaluate("t => t.getBoundingClientRect().left") - 1
     narrow.goto(slug + "step-1/")
+    narrow.get_by_label("All metadata").check()
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 390
     key = narrow.locator("dl.td-meta dt", has_text="format_reward").first
     assert key.evaluate("dt => dt.innerHTML") == "reward_<wbr>metrics.<wbr>format_<wbr>reward"
     assert key.inner_text() == "reward_metrics.format_reward"

@@ -32,7 +32,7 @@ SLOT = f"<p>{SLOT_MARK}</p>"
 
 def page_source(title: str, heading: str, searchable: bool) -> str:
     """A generated page's Markdown: front matter, its heading, and the slot."""
-    search = "" if searchable else "search:\n  exclude: true\n"
+    search = "" if searchable else "search:\n  exclude: true\nhide:\n  - toc\n"  # step pages: the tokens get the width
     return f"---\ntitle: {yaml_string(title)}\n{search}---\n\n# {heading}\n\n{SLOT_MARK}\n"
 
 

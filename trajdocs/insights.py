@@ -16,17 +16,17 @@ import orjson
 from .charts import Point, Series, line_chart, sparkline
 from .model import ForkingCount, PromptGroup, StepExtras, StepSummary
 from .stats import HISTOGRAM_WIDTH, TOP_FORKING, finite_mean
-from .text import DASH, esc, esc_breakable, fmt_number, fmt_ratio
+from .text import DASH, esc, fmt_number, fmt_ratio, fmt_stat, name_html
 
 Getter = Callable[[StepSummary], Union[float, None]]
 METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, format)
-    ("reward", "Mean reward", lambda s: s.mean_reward, fmt_number),
-    ("accuracy", "Accuracy", lambda s: s.mean_accuracy, fmt_number),  # acc, accuracy or a single reward_metrics.accuracy* value
-    ("length", "Mean response length (tokens)", lambda s: s.mean_response_length, fmt_number),
+    ("reward", "Mean reward", lambda s: s.mean_reward, fmt_stat),
+    ("accuracy", "Accuracy", lambda s: s.mean_accuracy, fmt_stat),  # acc, accuracy or a single reward_metrics.accuracy* value
+    ("length", "Mean response length (tokens)", lambda s: s.mean_response_length, fmt_stat),
     ("ratio", "High-entropy ratio", lambda s: s.high_entropy_ratio, fmt_ratio),
-    ("entropy", "Mean entropy of scored tokens", lambda s: s.mean_entropy, fmt_number),
-    ("policy", "Policy entropy", lambda s: s.mean_policy_entropy, fmt_number),
-    ("reflection", "Reflection pattern score", lambda s: s.mean_reflection, fmt_number),
+    ("entropy", "Mean entropy of scored tokens", lambda s: s.mean_entropy, fmt_stat),
+    ("policy", "Policy entropy", lambda s: s.mean_policy_entropy, fmt_stat),
+    ("reflection", "Reflection pattern score", lambda s: s.mean_reflection, fmt_stat),
 ]
 CSV_FIELDS = ("step", "trajectories", "mean_reward", "mean_accuracy", "mean_response_length",
               "high_entropy_ratio", "mean_entropy", "mean_policy_entropy", "mean_reflection", "tokens",
@@ -87,7 +87,7 @@ def entropy_quantiles_chart(runs: Sequence[Run]) -> str:
             if points:
                 label = f"p{round(q * 100)}" if len(runs) == 1 else f"{run.name} p{round(q * 100)}"
                 series.append(Series(label, points))
-    return line_chart("Entropy scores over steps: median, 90th and 99th percentile", series, fmt_number)
+    return line_chart("Entropy scores over steps: median, 90th and 99th percentile", series, fmt_stat)
 
 
 def histogram_overlay(rows: Sequence[tuple[StepSummary, str]]) -> str:
@@ -183,7 +183,7 @@ class ForkingTally:
                 shown += '<span class="td-null">… (cut: the whole token is in its steps\' long texts)</span>'
             rows.append(f'<tr><td><code class="td-tok">{shown}</code></td><td data-sort="{flagged}">{flagged}</td>'
                         f'<td data-sort="{occ}">{occ}</td><td data-sort="{_sort(share)}">{fmt_ratio(share)}</td>'
-                        f'<td data-sort="{_sort(mean)}">{fmt_number(mean)}</td>'
+                        f'<td data-sort="{_sort(mean)}">{fmt_stat(mean)}</td>'
                         f'<td data-sort="{_sort(early)}">{fmt_ratio(early)}</td>'
                         f'<td data-sort="{_sort(late)}">{fmt_ratio(late)}</td><td>{sparkline(series)}</td></tr>')
         return (f'<table class="td-table td-sortable td-forking"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
@@ -218,7 +218,7 @@ def comparison_table(runs: Sequence[Run], urls: Sequence[str]) -> str:
     rows = []
     for run, url in zip(runs, urls):
         steps = readable(run)
-        cells = [f'<td><a href="{esc(url)}">{esc_breakable(run.name, "/")}</a></td>',
+        cells = [f'<td><a href="{esc(url)}">{name_html(run.name)}</a></td>',
                  f"<td>{steps[-1][0].step if steps else DASH}</td>"]
         for key, _, get, fmt in metrics:
             values = [(get(s), s.step) for s, _ in steps if get(s) is not None and math.isfinite(get(s))]
@@ -274,9 +274,9 @@ class PromptTally:
         if rows is not None and len(rows) < self.per_prompt:
             self.prompts.setdefault(g.key, g.prompt)
             rows.append(f'<tr><td>{esc(use.experiment)}</td><td><a href="{esc(use.url)}">{use.step}</a></td>'
-                        f'<td>{g.responses}</td><td>{fmt_number(g.mean_reward)}</td>'
+                        f'<td>{g.responses}</td><td>{fmt_stat(g.mean_reward)}</td>'
                         f'<td>{fmt_number(g.best_reward)}</td>'
-                        f'<td><pre class="td-excerpt">{esc(g.best_start)}</pre></td></tr>')
+                        f'<td class="td-opening"><pre class="td-excerpt">{esc(g.best_start)}</pre></td></tr>')
 
     def html(self) -> str:
         if not self.rows:
@@ -291,7 +291,7 @@ class PromptTally:
                 f'<details class="td-prompt"><summary>Prompt (its last {len(prompt)} characters)</summary>'
                 f'<pre class="td-text">\n{esc(prompt)}</pre></details>'
                 '<table class="td-table td-sortable"><thead><tr><th>Experiment</th><th>Step</th><th>Responses</th>'
-                '<th>Mean reward</th><th>Best reward</th><th>Best response, opening</th></tr></thead>'
+                '<th>Mean reward</th><th>Best reward</th><th class="td-opening">Best response, opening</th></tr></thead>'
                 f'<tbody>{"".join(rows)}</tbody></table></section>')
         return "".join(sections)
 

@@ -13,7 +13,7 @@ from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, compar
 from .inject import page_source
 from .model import Experiment, ExperimentRun, Generated, StepExtras, StepPage, StepResult
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
-from .text import counted, esc, fmt_number, fmt_ratio, markdown_text, shown_name, title_text
+from .text import counted, esc, fmt_ratio, fmt_stat, markdown_text, shown_name, title_text
 
 Warn = Callable[[str], None]
 RelativeUrl = Callable[[str, str], str]  # (url, from url) -> relative link (MkDocs' rule)
@@ -210,7 +210,7 @@ class Site:
         facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {counted(len(steps), "step")} '
                  f"({steps[0].step}–{steps[-1].step}) · {counted(sum(s.trajectories for s in steps), 'trajectory', 'trajectories')}")
         if latest:
-            facts += f" · latest step {latest.step}: mean reward {fmt_number(latest.mean_reward)}"
+            facts += f" · latest step {latest.step}: mean reward {fmt_stat(latest.mean_reward)}"
             if latest.high_entropy_ratio is not None:  # only what the data has
                 facts += f", high-entropy ratio {fmt_ratio(latest.high_entropy_ratio)}"
         return facts + "</p>"

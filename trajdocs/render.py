@@ -21,11 +21,12 @@ from .tokenizer import NO_TOKENIZER_NOTE
 from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory, Turn
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
-from .text import DASH, attr, counted, esc, esc_breakable, fmt_number, fmt_ratio, needs_escape, unshowable
+from .text import (DASH, attr, counted, esc, esc_breakable, fmt_number, fmt_ratio, fmt_stat, name_html, needs_escape,
+                   unshowable)
 
 TOGGLES = (  # (key, label, on by default) — the seed viewer's display options
     ("scores", "Entropy score", True),
-    ("meta", "Metadata", True),
+    ("meta", "All metadata", False),  # off: each trajectory's fields one click away
     ("stats", "Statistics", True),
     ("gen", "generated_text", False),
     ("pure", "pure_generated_text", False),
@@ -233,7 +234,7 @@ def stats_html(st: TokenStats) -> str:
         ("Total tokens", DASH if st.total is None else str(st.total)),
         ("High-entropy tokens", str(st.high)),
         ("High-entropy ratio", fmt_ratio(st.ratio)),
-        ("Average entropy", fmt_number(st.mean_score)),
+        ("Average entropy", fmt_stat(st.mean_score)),
     ]
     cells = "".join(f'<div><dt>{k}</dt><dd>{v}</dd></div>' for k, v in items)
     note = ""
@@ -252,7 +253,8 @@ def metadata_html(meta: dict[str, MetaValue], limit: int = 1_000_000) -> str:
                    if not (isinstance(v, str) and len(v) > limit)
                    else f"<div><dt>{esc_breakable(k, '._')}</dt><dd>{fmt_value(v[:limit])}{cut_note(limit, len(v))}</dd></div>"
                    for k, v in meta.items())
-    return f'<dl class="td-meta">{rows}</dl>'
+    count = counted(len(meta), "field")
+    return f'<details class="td-meta-box"><summary>Metadata · {count}</summary><dl class="td-meta">{rows}</dl></details>'
 
 
 SINGLE_NOTE = ' class="td-single" title="one value for the trajectory, not a list per token"'
@@ -317,7 +319,10 @@ def images_html(traj: Trajectory, asset_base: str) -> str:
 
 
 def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), with_prompt: bool = True,
-                    st: Union[TokenStats, None] = None) -> str:
+                    st: Union[TokenStats, None] = None, mark: str = "") -> str:
+    """One trajectory: its title (anchor `#t<index>`, copy-link button, badge, reward and advantage
+    at the top; `mark` "best" / "worst" in its prompt group), its statistics on one line, its
+    metadata one click away, prompt, images, response and text blocks."""
     st = st or trajectory_stats(traj)
     meta = traj.metadata
     title = [f"Trajectory {traj.index}"]
@@ -326,15 +331,20 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
             title.append(f"{key.split('_')[0]} {esc(str(meta[key]))}")
     badge = "" if traj.correct is None else (
         '<span class="td-badge td-right">correct</span> ' if traj.correct else '<span class="td-badge td-wrong">incorrect</span> ')
-    head = (f'<h2 class="td-traj-title" id="traj-{traj.index}">{" · ".join(title)}'
-            f'<span class="td-reward">{badge}reward {esc(fmt_number(traj.reward))}</span></h2>')
+    adv = "" if traj.advantage is None else f' · advantage {esc(fmt_number(traj.advantage))}'
+    chip = f'<span class="td-mark td-{mark}">{mark} in group</span> ' if mark else ""
+    head = (f'<h2 class="td-traj-title" id="traj-{traj.index}"><span class="td-traj-name">{" · ".join(title)}'
+            f'<a class="td-anchor" href="#t{traj.index}" title="Link to this trajectory" aria-label="Link to trajectory '
+            f'{traj.index}">#</a><button type="button" class="td-copy-link" data-target="t{traj.index}" '
+            f'title="Copy a link to this trajectory">copy link</button></span>'
+            f'<span class="td-reward">{chip}{badge}reward {esc(fmt_number(traj.reward))}{adv}</span></h2>')
     sort_keys = {"reward": traj.reward, "adv": traj.advantage,
                  "len": traj.response_length, "ratio": st.ratio}
     data = "".join(f' data-{k}="{v!r}"' for k, v in sort_keys.items() if v is not None and math.isfinite(v))
     if traj.correct is not None:
         data += f' data-correct="{int(traj.correct)}"'
     limit = options.max_text
-    parts = [f'<section class="td-traj" data-index="{traj.index}"{data}>', head,
+    parts = [f'<section class="td-traj" id="t{traj.index}" data-index="{traj.index}"{data}>', head,
              stats_html(st) if traj.tokens is not None else "", metadata_html(meta, limit)]
     if traj.prompt is not None and with_prompt:
         parts.append(prompt_html("Prompt", traj.prompt, limit))
@@ -400,7 +410,7 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
     spread = ""
     if rewards:
         std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / len(rewards))
-        spread = (f" · reward mean {fmt_number(mean)} ± {fmt_number(std)} "
+        spread = (f" · reward mean {fmt_stat(mean)} ± {fmt_stat(std)} "
                   f"(min {fmt_number(min(rewards))}, max {fmt_number(max(rewards))})")
     odd = [t.reward for t in group if t.reward is not None and not math.isfinite(t.reward)]
     if odd:  # NaN / infinite rewards are left out of the mean: say how many
@@ -410,8 +420,15 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
               if len(rewards) > 1 and max(rewards) != min(rewards) else "")
     head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
             + prompt_html("Prompt", group[0].prompt or "", options.max_text) + versus)
-    body = "".join(trajectory_html(t, options, with_prompt=False, st=stats.get(t.index)) for t in group)
-    return f'<div class="td-group">{head}{body}</div>'
+    marks = {}
+    if len(rewards) > 1 and max(rewards) != min(rewards):  # a group's best and worst by the reward in the file
+        ranked = [t for t in group if t.reward is not None and math.isfinite(t.reward)]
+        best, worst = max(rewards), min(rewards)
+        marks = {t.index: "best" for t in ranked if t.reward == best}
+        marks.update({t.index: "worst" for t in ranked if t.reward == worst})
+    body = "".join(trajectory_html(t, options, with_prompt=False, st=stats.get(t.index), mark=marks.get(t.index, ""))
+                   for t in group)
+    return f'<div class="td-group">{head}<div class="td-cols">{body}</div></div>'
 
 
 def paginate(groups: list[list[Trajectory]], per_page: int) -> list[list[list[Trajectory]]]:
@@ -543,7 +560,7 @@ def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStat
     rows = []
     for t in trajectories:
         st = stats[t.index]
-        cells = [f'<td><a href="#traj-{t.index}">{t.index}</a></td>', f"<td>{fmt_number(t.reward)}</td>"]
+        cells = [f'<td><a href="#t{t.index}">{t.index}</a></td>', f"<td>{fmt_number(t.reward)}</td>"]
         if has.advantage:
             cells.append(f"<td>{fmt_number(t.advantage)}</td>")
         if has.length:
@@ -616,15 +633,15 @@ def step_pages(data: StepData, options: RenderOptions) -> list[list[list[Traject
 
 def step_summary_line(s: StepSummary) -> str:
     """The step's aggregates; those the data does not have (no tokens, no scores, no accuracy) are left out."""
-    parts = [counted(s.trajectories, "trajectory", "trajectories"), f"mean reward {fmt_number(s.mean_reward)}"]
+    parts = [counted(s.trajectories, "trajectory", "trajectories"), f"mean reward {fmt_stat(s.mean_reward)}"]
     if s.mean_accuracy is not None:
-        parts.append(f"mean accuracy {fmt_number(s.mean_accuracy)}")
+        parts.append(f"mean accuracy {fmt_stat(s.mean_accuracy)}")
     if s.mean_response_length is not None:
-        parts.append(f"mean response length {fmt_number(s.mean_response_length)} tokens")
+        parts.append(f"mean response length {fmt_stat(s.mean_response_length)} tokens")
     if s.high_entropy_ratio is not None:
         parts.append(f"high-entropy ratio {fmt_ratio(s.high_entropy_ratio)}")
     if s.mean_entropy is not None:
-        parts.append(f"mean entropy {fmt_number(s.mean_entropy)}")
+        parts.append(f"mean entropy {fmt_stat(s.mean_entropy)}")
     return f'<p class="td-step-summary">{" · ".join(parts)}</p>'
 
 
@@ -670,10 +687,10 @@ def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> s
             status = "ok"
         rows.append(
             f'<tr><td><a href="{attr(url)}">{s.step}</a></td><td>{s.trajectories}</td>'
-            f"<td>{fmt_number(s.mean_reward)}</td>" + (f"<td>{fmt_number(s.mean_accuracy)}</td>" if accuracy else "")
-            + (f"<td>{fmt_number(s.mean_response_length)}</td>" if length else "")
+            f"<td>{fmt_stat(s.mean_reward)}</td>" + (f"<td>{fmt_stat(s.mean_accuracy)}</td>" if accuracy else "")
+            + (f"<td>{fmt_stat(s.mean_response_length)}</td>" if length else "")
             + (f"<td>{fmt_ratio(s.high_entropy_ratio)}</td>" if ratio else "")
-            + (f"<td>{fmt_number(s.mean_entropy)}</td>" if entropy else "") + f"<td>{status}</td></tr>")
+            + (f"<td>{fmt_stat(s.mean_entropy)}</td>" if entropy else "") + f"<td>{status}</td></tr>")
     return f'<table class="td-table td-sortable td-steps"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -691,9 +708,9 @@ def overview_table(rows: Sequence[tuple[Experiment, Sequence[StepSummary], str]]
         latest = latest_readable(summaries)
         first, last = summaries[0].step, summaries[-1].step
         body.append(
-            f'<tr><td><a href="{attr(url)}">{esc_breakable(exp.name, "/")}</a></td><td>{len(summaries)}</td>'
+            f'<tr><td><a href="{attr(url)}">{name_html(exp.name)}</a></td><td>{len(summaries)}</td>'
             f"<td>{first}–{last}</td><td>{sum(s.trajectories for s in summaries)}</td>"
             f"<td>{DASH if latest is None else latest.step}</td>"
-            f"<td>{fmt_number(latest.mean_reward if latest else None)}</td>"
+            f"<td>{fmt_stat(latest.mean_reward if latest else None)}</td>"
             + (f"<td>{fmt_ratio(latest.high_entropy_ratio if latest else None)}</td>" if ratio else "") + "</tr>")
     return f'<table class="td-table td-sortable td-experiments"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'

@@ -83,6 +83,22 @@ def esc_breakable(text: str, after: str) -> str:
     return out
 
 
+def name_html(name: str) -> str:
+    """An experiment name for a table cell: each "/"-separated part kept on one line (a name breaks
+    only after "/", never inside a part at its "-"), copied exactly as written."""
+    return "/<wbr>".join(f'<span class="td-seg">{esc(part)}</span>' for part in name.split("/"))
+
+
+def fmt_stat(x: Union[float, int, None]) -> str:
+    """A derived number (a mean, a spread) for reading: four significant digits, never exponent
+    notation in the usual range (384.875 -> "384.9", 0.43752 -> "0.4375", 12345.6 -> "12346").
+    Values as written in a file are shown with `fmt_number` instead."""
+    if x is None or isinstance(x, (bool, int)) or not math.isfinite(x) or x == 0 or not 1e-3 <= abs(x) < 1e15:
+        return fmt_number(x)
+    digits = max(0, 3 - math.floor(math.log10(abs(x))))
+    return f"{x:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{x:.0f}"
+
+
 def counted(n: int, noun: str, plural: str = "") -> str:
     """'1 step', '2 steps' ('1 trajectory', '3 trajectories' with an explicit plural)."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -45,6 +45,7 @@
   /* --- display toggles (the seed viewer's options) -------------------------------------- */
   function applyToggle(step, key, on) {
     step.classList.toggle("td-off-" + key, !on);
+    if (key === "meta") step.querySelectorAll("details.td-meta-box").forEach(function (d) { d.open = on; });
     if (on && (key === "gen" || key === "pure")) fillTextBlocks(step);
   }
 
@@ -173,6 +174,7 @@
       if ((sort && sort.value) || (filter && filter.value)) applyOrder(step, value(sort), value(filter));
       step.querySelectorAll(".td-tokens .h").forEach(function (token) { token.tabIndex = 0; });
     });
+    targetTrajectory();
   }
 
   document.addEventListener("change", function (event) {
@@ -461,6 +463,42 @@
       }
     }
   }, true);
+
+  /* --- links to one trajectory: #t5 (and the older #traj-5) open it and mark it -------- */
+  function targetTrajectory() {
+    var m = /^#(?:t|traj-)(\d+)$/.exec(window.location.hash);
+    document.querySelectorAll(".td-traj.td-target").forEach(function (s) { s.classList.remove("td-target"); });
+    if (!m) return;
+    var section = document.querySelector(".td-traj[data-index='" + m[1] + "']");
+    if (!section) return;
+    section.classList.remove("td-hidden");  // shown even when a filter hides its kind
+    var group = section.closest(".td-group");
+    if (group) group.classList.remove("td-hidden");
+    section.querySelectorAll("details.td-meta-box").forEach(function (d) { d.open = true; });
+    section.classList.add("td-target");
+    var title = section.querySelector(".td-traj-title");
+    (title || section).scrollIntoView({ block: "start" });
+  }
+  window.addEventListener("hashchange", targetTrajectory);
+
+  function linkTo(id) {
+    return window.location.href.split("#")[0] + "#" + id;
+  }
+  function copied(button, text) {
+    button.textContent = text;
+    setTimeout(function () { button.textContent = "copy link"; }, 1500);
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("button.td-copy-link") : null;
+    if (!button) return;
+    var url = linkTo(button.getAttribute("data-target"));
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(url).then(function () { copied(button, "copied"); },
+                                              function () { window.prompt("Link to this trajectory:", url); });
+    } else {
+      window.prompt("Link to this trajectory:", url);
+    }
+  });
 
   if (window.document$ && typeof window.document$.subscribe === "function") {
     window.document$.subscribe(init);
