@@ -32,8 +32,9 @@ SLOT = f"<p>{SLOT_MARK}</p>"
 
 def page_source(title: str, heading: str, searchable: bool) -> str:
     """A generated page's Markdown: front matter, its heading, and the slot."""
-    search = "" if searchable else "search:\n  exclude: true\nhide:\n  - toc\n"  # step pages: the tokens get the width
-    return f"---\ntitle: {yaml_string(title)}\n{search}---\n\n# {heading}\n\n{SLOT_MARK}\n"
+    search = "" if searchable else "search:\n  exclude: true\n"
+    # no table of contents column: the tokens and the tables get the width
+    return f"---\ntitle: {yaml_string(title)}\n{search}hide:\n  - toc\n---\n\n# {heading}\n\n{SLOT_MARK}\n"
 
 
 def before_slot(html: str, text: str) -> str:
