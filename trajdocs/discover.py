@@ -312,7 +312,7 @@ def empty_folders(roots: list[str], experiments: list[Experiment]) -> list[str]:
 
 
 STEP_FILE_NAMES = f"{step_file_names()}, in the folder or any folder below it"
-NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
+NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst", ".parquet")
 
 
 def roots_without_steps(roots: list[str], experiments: list[Experiment]) -> list[str]:
