@@ -233,7 +233,7 @@ class Site:
             parts.append(f'<div class="td-charts">{view_reward_chart(views)}</div>')
         for r in runs:
             parts.append(f'<section class="td-view" data-view="{esc(r.exp.view)}">'
-                         f'<h2 id="{view_anchor(r.exp)}">{esc(r.exp.view)}</h2>{self.experiment_facts([r])}'
+                         f'<h2 id="{view_anchor(r.exp)}">{esc(r.exp.view)}</h2>'
                          f'{self.view_body(r, forking.get(r.own_uri, ""), 3)}</section>')
         return "".join(parts)
 
