@@ -31,6 +31,7 @@ class Site:
         self.experiment_pages: dict[str, list[ExperimentRun]] = {}  # page -> the experiment, or a run's views
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
+        self._positions: dict[str, dict[int, int]] = {}  # see `positions`
 
     # --- where pages go
 
@@ -194,13 +195,20 @@ class Site:
             if other is run:
                 items.append(f'<strong aria-current="page">{label}</strong>')
                 continue
-            numbers = [s.step for s in other.exp.steps]
-            if step in numbers:
-                url, text = self.link(run, other.step_uris[numbers.index(step)], True), f"{label}: step {step}"
+            position = self.positions(other).get(step)
+            if position is not None:
+                url, text = self.link(run, other.step_uris[position], True), f"{label}: step {step}"
             else:
                 url, text = self.link(run, run.page_uri, True) + f"#{view_anchor(other.exp)}", f"{label} (no step {step})"
             items.append(f'<a href="{esc(url)}">{text}</a>')
         return f'<nav class="td-views" aria-label="Views">Views: {" · ".join(items)}</nav>'
+
+    def positions(self, run: ExperimentRun) -> dict[int, int]:
+        """{step: its position in the experiment's steps}, made once per experiment."""
+        known = self._positions.get(run.own_uri)
+        if known is None:
+            known = self._positions[run.own_uri] = {s.step: i for i, s in reversed(list(enumerate(run.exp.steps)))}
+        return known
 
     def readable_steps(self) -> dict[str, list[tuple[int, str]]]:
         """Each experiment's (or view's) readable steps as (step, cache key): what the merged views read."""
