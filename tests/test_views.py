@@ -222,3 +222,39 @@ def test_check_lists_the_views(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "exp [train]: 2 steps (1–2)" in done.stdout and "exp [validation]: 2 steps (0–2)" in done.stdout
     assert read_step(find_experiments([str(tmp_path / "results")])[1].steps[0]).trajectories[0].group == "adjacent 0"
+
+
+# --- views a format's paths give (any format with a `view` group) --------------------------------
+
+@pytest.fixture
+def viewed_format(monkeypatch):
+    """A format claiming `<log_dir>/{train,val}_data_step<N>.jsonl` (NeMo-RL's layout) with verl's
+    reader: files whose PATH has a `view` group. Read in this process (workers: 1)."""
+    import types
+
+    from trajdocs import formats
+    from trajdocs.formats import verl
+
+    module = types.SimpleNamespace(
+        NAME="viewed", PATH=re.compile(r"(?P<view>train|val)_data_step(?P<step>\d+)\.jsonl"), SUFFIX=".jsonl",
+        NAMES_TEXT="viewed files", TOKEN_CHANNELS=(), FIELDS=(), series=lambda m: "viewed", read=verl.read)
+    monkeypatch.setitem(formats.FORMATS, "viewed", module)
+    anchored = {"viewed": re.compile(r"(?:\A|(?<=/))(?:" + module.PATH.pattern + r")\Z")}
+    monkeypatch.setattr(formats, "_ANCHORED", {**anchored, **formats._ANCHORED})
+
+
+def test_a_formats_views_are_one_experiment(tmp_path, viewed_format):
+    root = tmp_path / "results"
+    for step in (1, 2, 3):
+        write_lines(root / "logs" / f"train_data_step{step}.jsonl", [verl_line("Q", f"t{step}", 1.0, step)])
+    for step in (2,):
+        write_lines(root / "logs" / f"val_data_step{step}.jsonl", [verl_line("V", f"v{step}", 0.5, step)])
+    assert names(root) == {"logs [train]": ("logs/train", "train", "logs"), "logs [val]": ("logs/val", "val", "logs")}
+    site = build_site(tmp_path, plugin={"runs": "results", "workers": 1})
+    page = read(site / "runs" / "logs" / "index.html")
+    assert page.index('id="view-train"') < page.index('id="view-val"')
+    assert 'href="val/step-2/"' in page and 'href="train/step-3/"' in page
+    val2 = read(site / "runs" / "logs" / "val" / "step-2" / "index.html")
+    assert "v2" in val2 and 'href="../../train/step-2/">train: step 2' in val2
+    train1 = read(site / "runs" / "logs" / "train" / "step-1" / "index.html")
+    assert 'href="../../#view-val">val (no step 1)' in train1
