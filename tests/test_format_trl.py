@@ -192,3 +192,25 @@ def test_without_pyarrow_the_problem_names_the_extra(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1, done.stderr
     assert "pip install 'trajdocs[parquet]'" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_a_prompt_written_as_messages_is_shown_as_written(tmp_path):
+    """TRL's GRPOTrainer writes the prompt as decoded text in every version that writes Parquet;
+    a file holding a list of messages instead (another writer, an edited file) shows it as JSON."""
+    import json
+
+    import pyarrow as pa
+
+    folder = tmp_path / "results" / "run" / "completions"
+    folder.mkdir(parents=True)
+    messages = [[{"role": "user", "content": "2 + 2 <?>"}]] * 2
+    table = pa.table({"step": [1, 1], "prompt": messages, "completion": ["4", "5"], "r": [1.0, 0.0],
+                      "advantage": [1.0, -1.0]})
+    pq.write_table(table, folder / "completions_00001.parquet")
+    site = build_site(tmp_path, strict=True)
+    page = site / "runs" / "run" / "step-1" / "index.html"
+    shown = shown_trajectories([page])
+    prompt = shown_prompt(shown[0].section, shown[0].group)
+    assert prompt is not None and json.loads(prompt[1]) == messages[0]
+    assert len(parse_page(page).find_all(has_class("td-group"))) == 1  # one prompt, one group
+    assert [item.section.find(has_class("td-reward")).text() for item in shown] == ["reward 1", "reward 0"]
