@@ -6,9 +6,10 @@ the facts and source lines): `<output_dir>/completions/completions_{step:05d}.pa
 stores NaN), a `log_extra` column (`pred`), and `advantage` (TRL's group-normalised advantage of
 the weighted sum with all weights 1, float32 values; 0 for a sample no function scored).
 
-TRL writes with `pandas.DataFrame(...).to_parquet(path)`. pandas is not needed here: the table
-is written with pyarrow in the schema pandas gives such a frame (int64, string, double columns,
-nulls for NaN, the `pandas` schema metadata with a range index, no index column)."""
+TRL writes with `pandas.DataFrame(...).to_parquet(path)`, and so does this writer where pandas is
+installed. Without pandas the table is written with pyarrow in the schema pandas (2.x) gives such
+a frame: int64, string and double columns, null for NaN, the `pandas` schema metadata with a range
+index, no index column."""
 
 from __future__ import annotations
 
@@ -78,7 +79,14 @@ def group_advantages(rows: list[dict], f32) -> list[float]:  # type: ignore[no-u
 
 
 def write_frame(path: str, table: dict) -> None:
-    """`pandas.DataFrame(table).to_parquet(path)` as pyarrow writes it for pandas."""
+    """`pandas.DataFrame(table).to_parquet(path)`; without pandas, what it writes (module docstring)."""
+    try:
+        import pandas
+    except ImportError:
+        pandas = None
+    if pandas is not None:
+        pandas.DataFrame(table).to_parquet(path)
+        return
     import pyarrow as pa
     import pyarrow.parquet as pq
 
