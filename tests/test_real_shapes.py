@@ -481,8 +481,8 @@ def test_generator_writes_every_shape(real_site):
         if path.suffix == ".json":  # LightRFT: results/<experiment>/<model>/trajectories/
             assert len(path.relative_to(results).parts) == 4 and path.parent.name == "trajectories"
         rows = read_records(path)
-        records.setdefault(exp.name.split("/")[0], []).extend(rows)
-        if exp.name.endswith("validation_data"):
+        records.setdefault((exp.run or exp.name).split("/")[0], []).extend(rows)
+        if exp.view == "validation":
             assert adjacent_groups([r["input"] for r in rows])
     light = records["lightrft-gsm8k-grpo"]
     assert any("pure_generated_tokens" not in r and len(r["generated_tokens"]) == 1 for r in light)  # immediate EOS
@@ -507,7 +507,7 @@ def test_generator_writes_every_shape(real_site):
     assert all(list(r)[:5] == ["input", "output", "gts", "score", "step"] and isinstance(r["acc"], bool) for r in verl)
     assert any(list(r)[5] == "reward" for r in verl) and any(r["step"] == 0 for r in verl)
     assert not all(adjacent_groups([r["input"] for r in read_records(Path(step.path))])
-                   for exp, step in every_step(project) if exp.name.endswith("rollout_data"))
+                   for exp, step in every_step(project) if exp.view == "train")
 
 
 def test_well_formed_files_raise_no_warning(real_site):
@@ -517,8 +517,8 @@ def test_well_formed_files_raise_no_warning(real_site):
 
 
 SHAPE_NAMES = ["lightrft-gsm8k-grpo", "lightrft-gsm8k-grpo-default", "lightrft-geo3k-vl-grpo",
-               "lightrft-fork-markers", "lightrft-gsm8k-old-saver", "verl-dapo-math/rollout_data",
-               "verl-dapo-math/validation_data", "lightrft-micro-batches"]
+               "lightrft-fork-markers", "lightrft-gsm8k-old-saver", "verl-dapo-math [train]",
+               "verl-dapo-math [validation]", "lightrft-micro-batches"]
 
 
 @pytest.mark.parametrize("shape", SHAPE_NAMES)

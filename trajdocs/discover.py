@@ -7,7 +7,7 @@ import re
 import stat
 from collections import defaultdict
 
-from .formats import PathMatch, match_step_path, step_file_names, steps_in_file
+from .formats import PathMatch, match_step_path, step_file_names, steps_in_file, verl
 from .model import Experiment, StepFile
 from .text import shown_name
 
@@ -124,19 +124,69 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
                 if regular_file(path, allowed, problems):
                     claimed[(n, found.folder, found.series, found.view)].append((found, path))
     order = {key[:2]: n for n, key in reversed(list(enumerate(claimed)))}  # folders in walk order
-    for key in sorted(claimed, key=lambda k: (order[k[:2]], k[2], k[3])):
+    alone: dict[tuple[int, str], Experiment] = {}  # experiments that are their folder's only one, no view
+    folders: set[tuple[int, str]] = set()  # (root number, folder) of every experiment
+    for key in sorted(claimed, key=lambda k: (order[k[:2]], k[2], view_order(k[3]))):
         n, rel_folder, series_key, view = key
         root, label = roots[n], labels[n]
         folder = os.path.join(root, rel_folder) if rel_folder else root
         base = _experiment_name(label, root, folder)
-        if len({k[2] for k in claimed if k[:2] == key[:2]}) > 1:
+        several = len({k[2] for k in claimed if k[:2] == key[:2]}) > 1
+        if several:
             base = f"{base} [{series_key.split(':', 1)[-1] or 'step'}]"
         steps = sorted(_step_files(claimed[key], problems), key=step_order)
         if steps:
-            experiments.append(Experiment(name=f"{base} [{view}]" if view else base, slug="", folder=folder,
-                                          steps=steps, view=view, run=base if view else ""))
+            exp = Experiment(name=f"{base} [{view}]" if view else base, slug="", folder=folder,
+                             steps=steps, view=view, run=base if view else "")
+            experiments.append(exp)
+            folders.add(key[:2])
+            if not view and not several:
+                alone[key[:2]] = exp
+    _verl_views(experiments, alone, roots, labels, folders)
+    _views_together(experiments)
     _assign_slugs(experiments)
     return experiments
+
+
+TRAIN_VIEWS = ("train", "training", "rollout", "rollouts")
+
+
+def view_order(view: str) -> tuple:
+    """Views of one run: training first, then the others by name ("" = no view)."""
+    return (view.lower() not in TRAIN_VIEWS, view)
+
+
+def _verl_views(experiments: list[Experiment], alone: dict[tuple[int, str], Experiment], roots: list[str],
+                labels: list[str], folders: set[tuple[int, str]]) -> None:
+    """verl's `trainer.rollout_data_dir` and `trainer.validation_data_dir` dumps of one run, found as
+    two sibling folders, become one run with the views "train" and "validation" (the rule:
+    `formats.verl.run_views`); anything less certain stays two experiments, and so does a pair
+    whose parent folder is an experiment itself (its name is taken). `alone`: the experiments
+    that are their folder's only one, without a view, by (root number, folder); `folders`: every
+    experiment's (root number, folder)."""
+    siblings: dict[tuple[int, str], list[tuple[str, Experiment]]] = defaultdict(list)
+    for (n, rel), exp in alone.items():
+        if rel and exp.steps and exp.steps[0].fmt == verl.NAME:
+            parent, _, name = rel.rpartition("/")
+            siblings[(n, parent)].append((name, exp))
+    for (n, parent), members in siblings.items():
+        views = verl.run_views(members) if (n, parent) not in folders else None
+        if views is None:
+            continue
+        root = roots[n]
+        run = _experiment_name(labels[n], root, os.path.join(root, parent) if parent else root)
+        for view, exp in views:
+            exp.view, exp.run, exp.name = view, run, f"{run} [{view}]"
+
+
+def _views_together(experiments: list[Experiment]) -> None:
+    """The views of a run next to each other (where its first one was), training first."""
+    first: dict[str, int] = {}
+    for i, exp in enumerate(experiments):
+        if exp.run:
+            first.setdefault(exp.run, i)
+    order = {id(exp): (first[exp.run] if exp.run else i, view_order(exp.view)) for i, exp in enumerate(experiments)}
+    experiments.sort(key=lambda e: order[id(e)])
 
 
 def _step_files(files: list[tuple[PathMatch, str]], problems: list[str]) -> list[StepFile]:
@@ -199,16 +249,36 @@ def _own_segment(path: str) -> str:
 
 
 def _assign_slugs(experiments: list[Experiment]) -> None:
+    """Unique URL folders. The views of a run share their run's folder: a view's slug is the run's
+    slug plus one segment for the view (`<run>/validation`), and the run's page is the run's
+    folder's index."""
     taken: set[str] = set(RESERVED_SLUGS)
+    runs: dict[str, str] = {}
     for exp in experiments:
-        segments = slugify(exp.name).split("/")
-        slug = base = "/".join(_own_segment("/".join(segments[:i + 1])).rsplit("/", 1)[-1]
-                               for i in range(len(segments)))
-        n = 2
-        while slug in taken:
-            slug, n = _own_segment(f"{base}-{n}"), n + 1  # "a/step" twice must not become "a/step-2"
-        taken.add(slug)
-        exp.slug = slug
+        if exp.run:
+            if exp.run not in runs:
+                runs[exp.run] = _free_slug(_nested_slug(exp.run), taken)
+            exp.slug = _free_slug(_own_segment(f"{runs[exp.run]}/{slugify(exp.view)}"), taken)
+        else:
+            exp.slug = _free_slug(_nested_slug(exp.name), taken)
+
+
+def _nested_slug(name: str) -> str:
+    segments = slugify(name).split("/")
+    return "/".join(_own_segment("/".join(segments[:i + 1])).rsplit("/", 1)[-1] for i in range(len(segments)))
+
+
+def _free_slug(base: str, taken: set[str]) -> str:
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = _own_segment(f"{base}-{n}"), n + 1  # "a/step" twice must not become "a/step-2"
+    taken.add(slug)
+    return slug
+
+
+def run_slug(exp: Experiment) -> str:
+    """The URL folder of the page showing an experiment: its run's for a view, else its own."""
+    return exp.slug.rsplit("/", 1)[0] if exp.run else exp.slug
 
 
 def duplicate_steps(exp: Experiment) -> list[tuple[int, list[str]]]:
@@ -242,7 +312,7 @@ def empty_folders(roots: list[str], experiments: list[Experiment]) -> list[str]:
 
 
 STEP_FILE_NAMES = f"{step_file_names()}, in the folder or any folder below it"
-NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
+NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst", ".parquet")
 
 
 def roots_without_steps(roots: list[str], experiments: list[Experiment]) -> list[str]:

@@ -155,9 +155,10 @@ class ExperimentRun:
 
     exp: Experiment
     summaries: list[StepSummary]
-    page_uri: str
+    page_uri: str  # the page showing it: its own, or for a view of a run the run's page
     step_uris: list[str]
     keys: list[str] = field(default_factory=list)  # cache keys of the steps
+    own_uri: str = ""  # `<path>/<slug>/index.md`, unique per experiment or view: keys its downloads and merged views
 
 
 @dataclass(slots=True)

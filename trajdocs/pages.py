@@ -7,9 +7,10 @@ import os
 from typing import Callable, Iterable
 
 from .cache import StepCache
-from .discover import link_out
+from .charts import Point, Series, line_chart
+from .discover import link_out, run_slug
 from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
-                       experiment_charts, merge_views)
+                       experiment_charts, merge_views, readable)
 from .inject import page_source
 from .model import Experiment, ExperimentRun, Generated, StepExtras, StepPage, StepResult
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
@@ -27,9 +28,10 @@ class Site:
         self.prefix = prefix
         self.options = options
         self.runs: list[ExperimentRun] = []
-        self.experiment_pages: dict[str, ExperimentRun] = {}
+        self.experiment_pages: dict[str, list[ExperimentRun]] = {}  # page -> the experiment, or a run's views
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
+        self._positions: dict[str, dict[int, int]] = {}  # see `positions`
 
     # --- where pages go
 
@@ -52,7 +54,8 @@ class Site:
         """The files of one experiment, in the order MkDocs writes them: its step pages, images and
         downloads (its own page comes after every experiment's step pages: `experiment_page`);
         warnings for its problems."""
-        run = ExperimentRun(exp, [], f"{self.prefix}/{exp.slug}/index.md", [])
+        own = f"{self.prefix}/{exp.slug}/index.md"
+        run = ExperimentRun(exp, [], f"{self.prefix}/{run_slug(exp)}/index.md" if exp.run else own, [], own_uri=own)
         out: list[Generated] = []
         images: set[str] = set()
         for position, (step, result) in enumerate(zip(exp.steps, results)):
@@ -71,7 +74,7 @@ class Site:
             for page in range(1, summary.pages + 1):
                 self.step_pages[self.step_uri(exp, step.step, page)] = StepPage(run, position, result.key, page)
                 title = f"Step {step.step} · {title_text(exp.name)}"
-                heading = f"Step {step.step}"
+                heading = f"Step {step.step}" + (f" · {markdown_text(exp.view)}" if exp.view else "")
                 if summary.pages > 1:
                     title += f" · page {page}"
                     heading += f" · page {page} of {summary.pages}"
@@ -91,14 +94,14 @@ class Site:
         if exp.steps:
             for ext, content in (("csv", aggregates_csv(run.summaries).encode()), ("json", aggregates_json(run.summaries))):
                 out.append(Generated(f"{self.prefix}/{exp.slug}/steps.{ext}",
-                                     source=cache.download(run.page_uri, ext, content)))
+                                     source=cache.download(run.own_uri, ext, content)))
             self.runs.append(run)
-            self.experiment_pages[run.page_uri] = run
+            self.experiment_pages.setdefault(run.page_uri, []).append(run)
         return out
 
-    def experiment_page(self, run: ExperimentRun, in_nav: bool) -> Generated:
-        return Generated(run.page_uri, page_source(title_text(run.exp.name), markdown_text(run.exp.name), True),
-                         in_nav=in_nav)
+    def experiment_page(self, uri: str, in_nav: bool) -> Generated:
+        name = page_name(self.experiment_pages[uri])
+        return Generated(uri, page_source(title_text(name), markdown_text(name), True), in_nav=in_nav)
 
     def overview_page(self, title: str) -> Generated:
         return Generated(self.overview_uri, page_source(title, esc(title), True))
@@ -133,10 +136,10 @@ class Site:
     def section(self) -> list:
         """The nav section: overview, recurring prompts, one entry per experiment."""
         return ([{"Overview": self.overview_uri}, {"Recurring prompts": self.prompts_uri}]
-                + [{title_text(run.exp.name): run.page_uri} for run in self.runs])
+                + [{title_text(page_name(runs)): uri} for uri, runs in self.experiment_pages.items()])
 
     def own_pages(self) -> set[str]:
-        return {self.overview_uri, self.prompts_uri} | {run.page_uri for run in self.runs}
+        return {self.overview_uri, self.prompts_uri} | set(self.experiment_pages)
 
     def expand_nav(self, nav: list, title: str) -> list:
         """A user-written nav stays as written, except that an entry for the overview page becomes
@@ -156,17 +159,26 @@ class Site:
     # --- links and page bodies
 
     def link(self, run: ExperimentRun, uri: str, from_step_page: bool) -> str:
-        """Relative link between pages of one experiment, which all sit in one folder."""
-        local = self.urls[uri][len(f"{self.prefix}/{run.exp.slug}/"):]
-        return (self.options.asset_base if from_step_page else "") + local or "./"
+        """Relative link from a page of an experiment (a step page, or the page showing it) to a
+        page of it or of its run: pages of one experiment sit in its folder, a run's page in the
+        folder above its views' folders."""
+        folder = f"{self.prefix}/{(run.exp.slug if from_step_page else run_slug(run.exp))}/"
+        url, up = self.urls[uri], ""
+        while not url.startswith(folder) and "/" in folder.rstrip("/"):
+            folder, up = folder[:folder.rstrip("/").rfind("/") + 1], up + "../"
+        return (self.options.asset_base if from_step_page else "") + up + url[len(folder):] or "./"
 
     def step_links(self, info: StepPage) -> str:
-        """The links at the top and bottom of a step page: previous / experiment / next, pages."""
+        """The links at the top and bottom of a step page: previous / experiment / next, pages;
+        for a view of a run, the same step (or the section) of each other view."""
         run, here = info.run, info.position
         steps, uris = run.exp.steps, run.step_uris
         prev = (self.link(run, uris[here - 1], True), steps[here - 1].step) if here > 0 else None
         nxt = (self.link(run, uris[here + 1], True), steps[here + 1].step) if here + 1 < len(uris) else None
-        links = step_links(prev, (self.link(run, run.page_uri, True), run.exp.name), nxt)
+        up = self.link(run, run.page_uri, True) + (f"#{view_anchor(run.exp)}" if run.exp.run else "")
+        links = step_links(prev, (up, run.exp.name), nxt)
+        if run.exp.run:
+            links += self.view_links(run, steps[here].step)
         pages = run.summaries[here].pages
         if pages > 1:
             step = steps[here].step
@@ -174,15 +186,40 @@ class Site:
             links += pager(urls, info.page, run.summaries[here].trajectories, self.options.per_page)
         return links
 
+    def view_links(self, run: ExperimentRun, step: int) -> str:
+        """From a step page of a view: each view of its run, linking to the same step where that
+        view has it, else to the view's section of the run's page."""
+        items = []
+        for other in self.experiment_pages[run.page_uri]:
+            label = esc(other.exp.view)
+            if other is run:
+                items.append(f'<strong aria-current="page">{label}</strong>')
+                continue
+            position = self.positions(other).get(step)
+            if position is not None:
+                url, text = self.link(run, other.step_uris[position], True), f"{label}: step {step}"
+            else:
+                url, text = self.link(run, run.page_uri, True) + f"#{view_anchor(other.exp)}", f"{label} (no step {step})"
+            items.append(f'<a href="{esc(url)}">{text}</a>')
+        return f'<nav class="td-views" aria-label="Views">Views: {" · ".join(items)}</nav>'
+
+    def positions(self, run: ExperimentRun) -> dict[int, int]:
+        """{step: its position in the experiment's steps}, made once per experiment."""
+        known = self._positions.get(run.own_uri)
+        if known is None:
+            known = self._positions[run.own_uri] = {s.step: i for i, s in reversed(list(enumerate(run.exp.steps)))}
+        return known
+
     def readable_steps(self) -> dict[str, list[tuple[int, str]]]:
-        """Each experiment page's readable steps as (step, cache key): what the merged views read."""
-        return {run.page_uri: [(s.step, k) for s, k in zip(run.summaries, run.keys) if not s.unreadable]
+        """Each experiment's (or view's) readable steps as (step, cache key): what the merged views read."""
+        return {run.own_uri: [(s.step, k) for s, k in zip(run.summaries, run.keys) if not s.unreadable]
                 for run in self.runs}
 
     def overview_body(self, here: str, relative: RelativeUrl) -> str:
         if not self.runs:
             return "<p>No step files found yet.</p>"
-        urls = [relative(self.urls[run.page_uri], here) for run in self.runs]
+        urls = [relative(self.urls[run.page_uri], here) + (f"#{view_anchor(run.exp)}" if run.exp.run else "")
+                for run in self.runs]
         rows = [(run.exp, run.summaries, url) for run, url in zip(self.runs, urls)]
         views = [Run(run.exp.name, run.summaries,
                      [relative(self.urls[u], here) for u in run.step_uris]) for run in self.runs]
@@ -192,19 +229,43 @@ class Site:
                   "at different steps and in different experiments.</p>"
                 + "<h2>Comparison</h2>" + comparison_table(views, urls) + comparison_charts(views))
 
-    def experiment_body(self, run: ExperimentRun, forking: str) -> str:
+    def experiment_body(self, runs: list[ExperimentRun], forking: dict[str, str]) -> str:
+        """An experiment's page: charts, steps and forking tokens; for a run with views, a section of
+        each view (training first) after links to them and the views' mean rewards in one chart."""
+        if not runs[0].exp.run:
+            return self.view_body(runs[0], forking.get(runs[0].own_uri, ""), 2)
+        views = [Run(r.exp.view, r.summaries, [self.link(r, u, False) for u in r.step_uris]) for r in runs]
+        nav = " · ".join(f'<a href="#{view_anchor(r.exp)}">{esc(r.exp.view)}</a>' for r in runs)
+        parts = [f'<nav class="td-views" aria-label="Views">Views: {nav}</nav>']
+        if len(runs) > 1:
+            parts.append(f'<div class="td-charts">{view_reward_chart(views)}</div>')
+        for r in runs:
+            parts.append(f'<section class="td-view" data-view="{esc(r.exp.view)}">'
+                         f'<h2 id="{view_anchor(r.exp)}">{esc(r.exp.view)}</h2>'
+                         f'{self.view_body(r, forking.get(r.own_uri, ""), 3)}</section>')
+        return "".join(parts)
+
+    def view_body(self, run: ExperimentRun, forking: str, level: int) -> str:
+        """One experiment's (or view's) charts, steps table with downloads, forking tokens."""
         view = Run(run.exp.name, run.summaries, [self.link(run, u, False) for u in run.step_uris])
         table = experiment_table(run.summaries, view.step_urls)
-        downloads = ('<p class="td-facts">Step aggregates: <a href="steps.csv" download>CSV</a> · '
-                     '<a href="steps.json" download>JSON</a></p>')
-        parts = [experiment_charts(view), "<h2>Steps</h2>", downloads, table]
+        folder = run.exp.slug[len(run_slug(run.exp)) + 1:] + "/" if run.exp.run else ""
+        downloads = (f'<p class="td-facts">Step aggregates: <a href="{esc(folder)}steps.csv" download>CSV</a> · '
+                     f'<a href="{esc(folder)}steps.json" download>JSON</a></p>')
+        parts = [experiment_charts(view), f"<h{level}>Steps</h{level}>", downloads, table]
         if forking:
-            parts += ["<h2>Forking tokens</h2>", '<p class="td-note">The token strings most often flagged '
+            parts += [f"<h{level}>Forking tokens</h{level}>", '<p class="td-note">The token strings most often flagged '
                       "high-entropy in this experiment, and how often they are flagged early and late in "
                       "training.</p>", forking]
         return "".join(parts)
 
-    def experiment_facts(self, run: ExperimentRun) -> str:
+    def experiment_facts(self, runs: list[ExperimentRun]) -> str:
+        """Searchable facts of an experiment (the first of `runs`); of a run with several views,
+        a line per view."""
+        if len(runs) > 1:
+            return "".join(self.experiment_facts([r]).replace('<p class="td-facts">', f'<p class="td-facts">{esc(r.exp.view)}: ', 1)
+                           for r in runs)
+        run = runs[0]
         steps = run.summaries
         latest = latest_readable(steps)
         facts = (f'<p class="td-facts">Folder <code>{esc(self.options.shown_path(run.exp.folder))}</code> · {counted(len(steps), "step")} '
@@ -220,7 +281,7 @@ class Site:
         """The forking-token tables and the prompts page, merged from every step's extras
         (`insights.merge_views`), linking from the prompts page to the best responses."""
         here = self.urls[self.prompts_uri]
-        runs = {run.page_uri: run for run in self.runs}
+        runs = {run.own_uri: run for run in self.runs}
 
         def step_link(uri: str, step: int, page: int) -> str:
             return relative(self.urls[self.step_uri(runs[uri].exp, step, page)], here)
@@ -244,6 +305,24 @@ class Site:
                     run.summaries[position] = summary
                     if summary.unreadable:
                         warn(f"{shown_name(run.exp.steps[position].path)}: unreadable: {summary.unreadable}")
+
+
+def page_name(runs: list[ExperimentRun]) -> str:
+    """The name an experiment page shows: the experiment's, or its run's."""
+    return runs[0].exp.run or runs[0].exp.name
+
+
+def view_anchor(exp: Experiment) -> str:
+    """The id of a view's section on its run's page."""
+    return "view-" + exp.slug.rsplit("/", 1)[-1]
+
+
+def view_reward_chart(views: list[Run]) -> str:
+    """Mean reward over steps, a line per view (validation reward beside training reward)."""
+    series = [Series(v.name, [Point(s.step, s.mean_reward, u) for s, u in readable(v)]) for v in views]
+    if not any(p.y is not None for ser in series for p in ser.points):
+        return ""
+    return line_chart("Mean reward by view", series, fmt_number)
 
 
 def new_steps_message(new: list[tuple[str, int]]) -> str:

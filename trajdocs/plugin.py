@@ -138,7 +138,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         generated = [g for exp in found.experiments for g in site.add_run(
             exp, [next(by_step) for _ in exp.steps], self.cache, found.allowed, log.warning)]
         # written after every step page: they wait for the steps still rendering
-        generated += [site.experiment_page(run, not self.user_nav) for run in site.runs]
+        generated += [site.experiment_page(uri, not self.user_nav) for uri in site.experiment_pages]
         self.add(files, config, generated)
         for folder in empty_folders([r for r in found.roots if r], found.experiments):
             log.info(f"{shown_name(folder)}: no step files, skipped")
@@ -184,8 +184,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         log.info(self.site.steps_message(cached, total, self.steps.by_workers, time.monotonic() - self.started))
 
     def on_page_content(self, html: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
-        run = self.site.experiment_pages.get(page.file.src_uri)
-        return before_slot(html, self.site.experiment_facts(run)) if run is not None else html
+        runs = self.site.experiment_pages.get(page.file.src_uri)
+        return before_slot(html, self.site.experiment_facts(runs)) if runs is not None else html
 
     def merged_views(self) -> dict[str, str]:
         assert self.cache is not None
@@ -207,7 +207,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         if uri == site.prompts_uri:
             return fill_slot(output, self.merged_views()[uri])
         if uri in site.experiment_pages:
-            return fill_slot(output, site.experiment_body(site.experiment_pages[uri], self.merged_views()[uri]))
+            return fill_slot(output, site.experiment_body(site.experiment_pages[uri], self.merged_views()))
         info = site.step_pages.get(uri)
         if info is not None:
             self.slots.remember(output, Waiting(page.file.abs_dest_path, info))
