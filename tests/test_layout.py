@@ -64,7 +64,7 @@ def test_a_prompt_group_reads_side_by_side_on_wide_screens_and_stacked_on_narrow
 
 def test_each_response_shows_reward_advantage_and_its_rank_in_the_group_at_the_top(page, layout_site):
     page.goto(step_url(layout_site))
-    heads = page.locator(".td-traj .td-reward").all_inner_texts()
+    heads = page.locator(".td-traj .td-head-right").all_inner_texts()
     assert [("best" in h, "worst" in h) for h in heads] == [(False, False), (True, False), (False, True), (False, False)]
     assert "reward 0.9" in heads[1] and "advantage 0.475" in heads[1]
     assert page.errors == [] and page.outside == []

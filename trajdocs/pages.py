@@ -322,7 +322,7 @@ def view_reward_chart(views: list[Run]) -> str:
     series = [Series(v.name, [Point(s.step, s.mean_reward, u) for s, u in readable(v)]) for v in views]
     if not any(p.y is not None for ser in series for p in ser.points):
         return ""
-    return line_chart("Mean reward by view", series, fmt_number)
+    return line_chart("Mean reward by view", series, fmt_stat)
 
 
 def new_steps_message(new: list[tuple[str, int]]) -> str:

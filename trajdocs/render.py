@@ -331,13 +331,14 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
             title.append(f"{key.split('_')[0]} {esc(str(meta[key]))}")
     badge = "" if traj.correct is None else (
         '<span class="td-badge td-right">correct</span> ' if traj.correct else '<span class="td-badge td-wrong">incorrect</span> ')
-    adv = "" if traj.advantage is None else f' · advantage {esc(fmt_number(traj.advantage))}'
+    adv = "" if traj.advantage is None else f'<span class="td-adv"> · advantage {esc(fmt_number(traj.advantage))}</span>'
     chip = f'<span class="td-mark td-{mark}">{mark} in group</span> ' if mark else ""
     head = (f'<h2 class="td-traj-title" id="traj-{traj.index}"><span class="td-traj-name">{" · ".join(title)}'
             f'<a class="td-anchor" href="#t{traj.index}" title="Link to this trajectory" aria-label="Link to trajectory '
             f'{traj.index}">#</a><button type="button" class="td-copy-link" data-target="t{traj.index}" '
             f'title="Copy a link to this trajectory">copy link</button></span>'
-            f'<span class="td-reward">{chip}{badge}reward {esc(fmt_number(traj.reward))}{adv}</span></h2>')
+            f'<span class="td-head-right">{chip}<span class="td-reward">{badge}reward {esc(fmt_number(traj.reward))}</span>'
+            f'{adv}</span></h2>')
     sort_keys = {"reward": traj.reward, "adv": traj.advantage,
                  "len": traj.response_length, "ratio": st.ratio}
     data = "".join(f' data-{k}="{v!r}"' for k, v in sort_keys.items() if v is not None and math.isfinite(v))
