@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 from .cache import StepCache
 from .discover import link_out
+from .formats import FORMATS
 from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
                        experiment_charts, merge_views)
 from .inject import page_source
@@ -70,8 +71,9 @@ class Site:
                                      source=str(cache.texts_file(result.key))))
             for page in range(1, summary.pages + 1):
                 self.step_pages[self.step_uri(exp, step.step, page)] = StepPage(run, position, result.key, page)
-                title = f"Step {step.step} · {title_text(exp.name)}"
-                heading = f"Step {step.step}"
+                word = getattr(FORMATS.get(step.fmt), "STEP_WORD", "Step")  # AReaL: a weight version
+                title = f"{word} {step.step} · {title_text(exp.name)}"
+                heading = f"{word} {step.step}"
                 if summary.pages > 1:
                     title += f" · page {page}"
                     heading += f" · page {page} of {summary.pages}"

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ..model import StepData, StepFile
-from . import lightrft, verl
+from . import areal, lightrft, roll, skyrl, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, verl)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, areal, skyrl, roll, verl)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 

@@ -1,0 +1,2 @@
+"""ROLL (being written)."""
+WRITERS: dict = {}
