@@ -30,7 +30,7 @@ def objects(data: bytes, problems: Problems, writer: str) -> Iterator[tuple[int,
                     problems.add(f"line {lineno}: not UTF-8 text ({bad.split(' (')[0]} of the line), as {writer} "
                                  "never writes it: not read")
                 else:
-                    detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
+                    detail = f"{err.msg} (column {err.colno})" if isinstance(err, json.JSONDecodeError) else str(err)
                     hint = " (the file may still be being written)" if end == size and not line.endswith(b"\n") else ""
                     problems.add(f"line {lineno}: invalid JSON: {detail}{hint}")
             else:
