@@ -236,3 +236,41 @@ def test_the_cli_builds_with_a_tokenizer_and_check_lists_the_format(tmp_path):
     assert all(step_pages(tmp_path / "site", exp.slug, s.step)[0].exists() for s in exp.steps)
     check = run_cli("check", str(tmp_path / "results"))
     assert check.returncode == 0 and "roll" in check.stdout
+
+
+def plain_token_texts(pieces: list) -> list[str] | None:
+    """The plain twin of `roll.token_texts`: every character looked up one by one."""
+    import codecs
+
+    from trajdocs.tokenizer import BYTE_DECODER
+    if not all(isinstance(p, str) for p in pieces):
+        return None
+    for piece in pieces:
+        for ch in piece:
+            if ch not in BYTE_DECODER:
+                return None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    texts = [decoder.decode(bytes([BYTE_DECODER[ch] for ch in piece])) for piece in pieces]
+    tail = decoder.decode(b"", final=True)
+    if tail and texts:
+        texts[-1] += tail
+    return texts
+
+
+def test_token_texts_equals_its_plain_twin_on_generated_and_real_pieces(roll_site):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from trajdocs.tokenizer import BYTE_DECODER
+    alphabet = st.sampled_from(sorted(BYTE_DECODER) + ["▁", "é", " ", "\x00", "🦜"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(alphabet, max_size=6), max_size=12))
+    def check(pieces):  # type: ignore[no-untyped-def]
+        assert roll.token_texts(pieces) == plain_token_texts(pieces)
+
+    check()
+    project, _, _ = roll_site
+    for step in board_experiment(project).steps:
+        for _, record in step_records(step):
+            assert roll.token_texts(record["response_tokens"]) == plain_token_texts(record["response_tokens"])
