@@ -143,7 +143,7 @@ def test_the_cli_builds_with_a_tokenizer_and_check_lists_the_format(tmp_path):
     steps, failures = compare_site(tmp_path / "results", tmp_path / "site", expected)
     assert steps == 3 and failures == []
     check = run_cli("check", str(tmp_path / "results"))
-    assert check.returncode == 0 and "areal" in check.stdout
+    assert check.returncode == 0 and "format areal" in check.stdout
 
 
 def test_a_folder_of_only_unreadable_task_files_fails_strict(tmp_path):

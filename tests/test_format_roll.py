@@ -235,7 +235,7 @@ def test_the_cli_builds_with_a_tokenizer_and_check_lists_the_format(tmp_path):
     exp = next(e for e in find_experiments([str(tmp_path / "results")]) if e.name.endswith("rollout_dump"))
     assert all(step_pages(tmp_path / "site", exp.slug, s.step)[0].exists() for s in exp.steps)
     check = run_cli("check", str(tmp_path / "results"))
-    assert check.returncode == 0 and "roll" in check.stdout
+    assert check.returncode == 0 and "format roll" in check.stdout
 
 
 def plain_token_texts(pieces: list) -> list[str] | None:

@@ -131,4 +131,4 @@ def test_the_cli_builds_with_a_tokenizer_and_check_lists_the_format(tmp_path):
     steps, failures = compare_site(tmp_path / "results", tmp_path / "site", expected)
     assert steps == 2 and failures == []
     check = run_cli("check", str(tmp_path / "results"))
-    assert check.returncode == 0 and "skyrl" in check.stdout
+    assert check.returncode == 0 and "format skyrl" in check.stdout
