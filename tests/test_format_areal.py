@@ -109,6 +109,7 @@ def test_paths_claim_only_areal_trees():
         assert match_step_path(rel) is None or match_step_path(rel).fmt != "areal", rel
     assert match_step_path("run/rollout_data/5.jsonl").fmt == "verl"
     assert detect_format("x/trial/rollout/1/2.jsonl") == "areal"
+    assert detect_format("notes/samples.jsonl") == "verl"  # a bare .jsonl stays verl's, as before
 
 
 def test_bad_task_files_warn_and_the_rest_builds(tmp_path, warnings_logged):

@@ -85,11 +85,12 @@ def step_file_names() -> str:
 
 
 def detect_format(path: str) -> str:
-    """`format: auto`: the format claiming the file's path, else its extension, else the default."""
+    """`format: auto`: the format claiming the file's path, else its extension (of formats sharing
+    one, the last listed: the broadest, e.g. verl for any `.jsonl`), else the default."""
     found = match_step_path(path.replace(os.sep, "/"))
     if found is not None:
         return found.fmt
-    by_suffix = sorted(FORMATS.values(), key=lambda m: -len(m.SUFFIX))
+    by_suffix = sorted(reversed(list(FORMATS.values())), key=lambda m: -len(m.SUFFIX))
     return next((m.NAME for m in by_suffix if path.endswith(m.SUFFIX)), DEFAULT)
 
 
