@@ -199,6 +199,8 @@ def test_paths():
     dump = match_step_path("out/rollout_dump/rollout_dump_data.step_12.jsonl")
     assert (dump.fmt, dump.step, dump.series) == ("roll", 12, "roll-dump")
     assert match_step_path("out/data_2026_1.jsonl") is None
+    slashless = match_step_path("out/logging_boarddata_20261103_090000_439.jsonl")  # the folder without its "/"
+    assert (slashless.fmt, slashless.folder, slashless.series) == ("roll", "out", "roll-board")
     assert detect_format("x/rollout_dump_data.step_1.jsonl") == "roll"
 
 
@@ -274,3 +276,26 @@ def test_token_texts_equals_its_plain_twin_on_generated_and_real_pieces(roll_sit
     for step in board_experiment(project).steps:
         for _, record in step_records(step):
             assert roll.token_texts(record["response_tokens"]) == plain_token_texts(record["response_tokens"])
+
+
+def test_a_board_folder_of_only_unreadable_files_fails_strict(tmp_path):
+    board = tmp_path / "results" / "run" / "logging_board"
+    board.mkdir(parents=True)
+    (board / "data_20261103_090000_001.jsonl").write_text('{"step": 0, "response_tokens": ["a"', encoding="utf-8")
+    result = run_cli("build", str(tmp_path / "results"), "-o", str(tmp_path / "site"), "--strict", cwd=tmp_path)
+    assert result.returncode != 0 and "data_20261103_090000_001.jsonl" in result.stdout + result.stderr
+    assert run_cli("check", str(tmp_path / "results")).returncode == 1
+
+
+def test_a_runs_folder_mixing_every_format_builds(tmp_path, warnings_logged):
+    kinds = ("areal", "skyrl", "roll", "roll-agentic", "verl", "lightrft")
+    demo.write_demo(str(tmp_path / "results"), demo.DemoOptions(experiments=len(kinds), steps=2, trajectories=8,
+                    group_size=2, min_tokens=20, max_tokens=40, kinds=kinds))
+    site = build_site(tmp_path, strict=True)
+    assert warnings_logged == []
+    formats = {}
+    for exp in find_experiments([str(tmp_path / "results")]):
+        formats.setdefault(exp.steps[0].fmt, []).append(exp.name)
+        assert all(step_pages(site, exp.slug, s.step)[0].exists() for s in exp.steps)
+    assert set(formats) == {"areal", "skyrl", "roll", "verl", "lightrft"}
+    assert len(formats["roll"]) == 3 and len(formats["areal"]) == 2

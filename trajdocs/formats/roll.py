@@ -48,7 +48,8 @@ from .common import Meta, Problems, ReadContext, Unreadable, as_text, loads, num
 from .jsonlines import objects
 
 NAME = "roll"
-PATH = re.compile(r"(?:data_\d{8}_\d{6}_\d{3}|rollout_dump_data\.step_(?P<step>\d+))\.jsonl")
+# a board folder given without its trailing "/" puts its name before the file name ("boarddata_...")
+PATH = re.compile(r"(?:[^/]*data_\d{8}_\d{6}_\d{3}|rollout_dump_data\.step_(?P<step>\d+))\.jsonl")
 SUFFIX = ".jsonl"
 NAMES_TEXT = ("ROLL logging boards named data_<YYYYmmdd_HHMMSS>_<ms>.jsonl or rollout dumps named "
               "rollout_dump_data.step_<N>.jsonl")
