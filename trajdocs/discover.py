@@ -7,7 +7,7 @@ import re
 import stat
 from collections import defaultdict
 
-from .formats import PathMatch, match_step_path, step_file_names, steps_in_file, verl
+from .formats import FORMATS, PathMatch, match_step_path, step_file_names, steps_in_file, verl
 from .model import Experiment, StepFile
 from .text import shown_name
 
@@ -359,9 +359,21 @@ def near_misses(root: str, limit: int = 8, budget: int = 20000) -> tuple[list[st
                     add(f"{path} (inside a folder trajdocs skips: hidden or images/)")
             elif name.lower().endswith(NEAR_MISS_SUFFIXES) and not skipped:
                 add(f"{path} (not a step file name)")
+            elif (why := not_read(path.replace(os.sep, "/"))) and not skipped:
+                add(f"{path} ({why})")
         if parts and parts[-1] == "trajectories" and not steps_here and not skipped:
             add(f"{rel}{os.sep} (a trajectories folder without step files)")
     return found, total
+
+
+def not_read(rel: str) -> str | None:
+    """Why a file a trainer writes beside its step files is not read (a format's `NOT_READ`
+    patterns, e.g. pickled tensors), else None."""
+    for module in FORMATS.values():
+        for pattern, why in getattr(module, "NOT_READ", ()):
+            if pattern.search(rel):
+                return why
+    return None
 
 
 def no_steps_warning(root: str, shown: str | None = None) -> str:

@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 from .cache import StepCache
 from .charts import Point, Series, line_chart
 from .discover import link_out, run_slug
+from .formats import FORMATS
 from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, comparison_charts, comparison_table,
                        experiment_charts, merge_views, readable)
 from .inject import page_source
@@ -73,8 +74,9 @@ class Site:
                                      source=str(cache.texts_file(result.key))))
             for page in range(1, summary.pages + 1):
                 self.step_pages[self.step_uri(exp, step.step, page)] = StepPage(run, position, result.key, page)
-                title = f"Step {step.step} · {title_text(exp.name)}"
-                heading = f"Step {step.step}" + (f" · {markdown_text(exp.view)}" if exp.view else "")
+                word = getattr(FORMATS.get(step.fmt), "STEP_WORD", "Step")  # AReaL: a weight version
+                title = f"{word} {step.step} · {title_text(exp.name)}"
+                heading = f"{word} {step.step}" + (f" · {markdown_text(exp.view)}" if exp.view else "")
                 if summary.pages > 1:
                     title += f" · page {page}"
                     heading += f" · page {page} of {summary.pages}"

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ..model import StepData, StepFile
-from . import lightrft, trl, verl
+from . import areal, lightrft, roll, skyrl, trl, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, trl, verl)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, trl, areal, skyrl, roll, verl)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 
@@ -85,11 +85,12 @@ def step_file_names() -> str:
 
 
 def detect_format(path: str) -> str:
-    """`format: auto`: the format claiming the file's path, else its extension, else the default."""
+    """`format: auto`: the format claiming the file's path, else its extension (of formats sharing
+    one, the last listed: the broadest, e.g. verl for any `.jsonl`), else the default."""
     found = match_step_path(path.replace(os.sep, "/"))
     if found is not None:
         return found.fmt
-    by_suffix = sorted(FORMATS.values(), key=lambda m: -len(m.SUFFIX))
+    by_suffix = sorted(reversed(list(FORMATS.values())), key=lambda m: -len(m.SUFFIX))
     return next((m.NAME for m in by_suffix if path.endswith(m.SUFFIX)), DEFAULT)
 
 
