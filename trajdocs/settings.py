@@ -90,6 +90,9 @@ def read_settings(c: Mapping[str, Any], base: str, site_dir: str, docs_dir: str,
         raise OptionError(f"trajdocs: 'tokenizer': {tokenizer} does not exist (a tokenizer.json file or a "
                           "local model folder holding one)")
     mapping = mapping_option(c.get("mapping") or {})
+    if c.get("format") == mapped.NAME and not mapping:
+        raise OptionError("trajdocs: 'format: mapped' reads files through the 'mapping' option: set it "
+                          f"({mapped.EXAMPLE})")
     options = RenderOptions(per_page=c["trajectories_per_page"], max_tokens=c["max_tokens"],
                             asset_base="../" if use_directory_urls else "",
                             base_dir=_path(base, c["paths_relative_to"]),
