@@ -59,7 +59,7 @@ def record_of(rng: random.Random, step: int, i: int) -> dict:
     n = rng.randint(1, 7)
     tokens = [rng.choice(WORDS) for _ in range(n)]
     return {"global_step": step, "question": f"Question {i // 2} <i>of</i> step {step}?", "answer": "".join(tokens),
-            "info": {"reward": rng.choice([0.0, 0.5, 1.0, -0.25])}, "prompt_id": f"p{i // 2}",
+            "info": {"reward": rng.choice([0.0, 0.5, 1.0, -0.25, math.nan])}, "prompt_id": f"p{i // 2}",
             "tokens": tokens, "entropy": [round(rng.uniform(0, 3), 3) for _ in tokens],
             "logprobs": [round(-rng.uniform(0, 5), 3) for _ in tokens],
             "adv": [round(rng.uniform(-1, 1), 3) for _ in tokens], "extra": {"judge": "ok"}}
@@ -356,3 +356,34 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path):
     write_yaml(tmp_path / "map.yml", {"files": "*.parquet", "step": "s", "response": "r"})
     claimed = check("--mapping", "map.yml")
     assert claimed.returncode == 1 and "needs the 'pyarrow' package: pip install 'trajdocs[parquet]'" in claimed.stdout
+
+
+def test_views_and_parts_in_the_files_pattern(tmp_path):
+    from trajdocs.discover import find_experiments
+    from trajdocs.formats import ReadContext, read_step
+
+    runs = tmp_path / "runs"
+    for view in ("train", "val"):
+        for step in (1, 2):
+            for rank in (0, 1, 10):
+                path = runs / "run" / f"{view}_step{step}" / f"rank_{rank}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"r": f"{view} {step} rank {rank}"}) + "\n")
+    mapping = mapping_option({"files": "{view}_step{step}/rank_{part}.jsonl", "response": "r"})
+    experiments = find_experiments([str(runs)], mapping=mapping)
+    assert sorted((e.name, e.view, e.run) for e in experiments) == [("run [train]", "train", "run"),
+                                                                     ("run [val]", "val", "run")]
+    for exp in experiments:
+        assert [s.step for s in exp.steps] == [1, 2] and all(s.fmt == "mapped" for s in exp.steps)
+        for step in exp.steps:
+            data = read_step(step, ctx=ReadContext(mapping=mapping))
+            assert [t.pure_generated_text for t in data.trajectories] == \
+                [f"{exp.view} {step.step} rank {r}" for r in (0, 1, 10)]  # every rank's file, in rank order
+    assert find_experiments([str(runs)]) == []  # without the mapping nothing claims these files
+
+
+def test_format_mapped_needs_the_mapping(tmp_path, caplog):
+    (tmp_path / "results").mkdir()
+    with pytest.raises(Abort):
+        build_site(tmp_path, {"runs": "results", "format": "mapped"})
+    assert "'format: mapped' reads files through the 'mapping' option" in caplog.text

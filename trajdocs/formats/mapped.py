@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from ..model import CHANNELS, Tokens, Trajectory
 from ..text import counted
 from ..tokenizer import TokenizerUnavailable, decode_pieces
@@ -284,7 +282,7 @@ def steps_in(data: bytes, ctx: ReadContext) -> dict[int, list[tuple[int, int]]]:
         if not line.strip():
             continue
         try:
-            step = step_number(lookup(orjson.loads(line), spec.step))
+            step = step_number(lookup(loads(line), spec.step))  # as reading parses it (NaN literals too)
         except (ValueError, UnicodeDecodeError, TypeError):
             step = None
         step = current if step is None else step
