@@ -387,3 +387,13 @@ def test_format_mapped_needs_the_mapping(tmp_path, caplog):
     with pytest.raises(Abort):
         build_site(tmp_path, {"runs": "results", "format": "mapped"})
     assert "'format: mapped' reads files through the 'mapping' option" in caplog.text
+
+
+def test_mapped_files_behind_a_url_are_mirrored(tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")
+    records = [{"prompt": f"q{i}", "out": f"answer {i}", "score": i} for i in range(3)]
+    memory.pipe("/mapped-bucket/runs/exp/out_4.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+    spec = {"files": "out_{step}.jsonl", "prompt": "prompt", "response": "out", "reward": "score"}
+    site = build_site(tmp_path, {"runs": "memory://mapped-bucket/runs", "mapping": spec, "workers": 1}, strict=True)
+    compare_page(site, "exp", 4, records, spec)

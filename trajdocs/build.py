@@ -58,7 +58,7 @@ def discover_runs(roots: list[str], labels: list[str], cache_folder: str, skip: 
     local = []
     for root in roots:
         if is_url(root):  # copied into the cache, only what is new or changed
-            root, problems = mirror(root, cache_folder)
+            root, problems = mirror(root, cache_folder, mapping)
             for problem in problems:
                 warn(problem)
         elif not os.path.isdir(root):
