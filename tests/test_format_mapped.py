@@ -397,3 +397,16 @@ def test_mapped_files_behind_a_url_are_mirrored(tmp_path):
     spec = {"files": "out_{step}.jsonl", "prompt": "prompt", "response": "out", "reward": "score"}
     site = build_site(tmp_path, {"runs": "memory://mapped-bucket/runs", "mapping": spec, "workers": 1}, strict=True)
     compare_page(site, "exp", 4, records, spec)
+
+
+def test_a_group_id_joining_different_prompts_shows_every_prompt(tmp_path):
+    records = [{"g": "same", "q": f"prompt {i}", "a": f"answer {i}", "r": i} for i in range(3)] + \
+        [{"g": "one", "q": "shared", "a": f"again {i}", "r": i} for i in range(2)]
+    (tmp_path / "results" / "exp").mkdir(parents=True)
+    (tmp_path / "results" / "exp" / "s_1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    spec = {"files": "s_{step}.jsonl", "prompt": "q", "response": "a", "reward": "r", "group": "g"}
+    site = project(tmp_path, spec, strict=True)
+    compare_page(site, "exp", 1, records, spec)  # each trajectory's own prompt is on the page
+    html = (site / "runs" / "exp" / "step-1" / "index.html").read_text(encoding="utf-8")
+    assert "3 responses of one group in the file, to different prompts" in html
+    assert "2 responses to one prompt" in html

@@ -408,9 +408,12 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
             f" · {counted(len(odd), 'non-finite reward')} not counted"
     versus = ('<button type="button" class="td-compare">Best and worst side by side</button>'
               if len(rewards) > 1 and max(rewards) != min(rewards) else "")
-    head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
+    same = all(t.prompt == group[0].prompt for t in group)  # a file's own group id may join different prompts
+    what = "responses to one prompt" if same else "responses of one group in the file, to different prompts"
+    head = (f'<div class="td-group-head">Prompt group · {len(group)} {what}{spread}</div>'
             + prompt_html("Prompt", group[0].prompt or "", options.max_text) + versus)
-    body = "".join(trajectory_html(t, options, with_prompt=False, st=stats.get(t.index)) for t in group)
+    body = "".join(trajectory_html(t, options, with_prompt=t.prompt != group[0].prompt, st=stats.get(t.index))
+                   for t in group)
     return f'<div class="td-group">{head}{body}</div>'
 
 
