@@ -410,3 +410,17 @@ def test_a_group_id_joining_different_prompts_shows_every_prompt(tmp_path):
     html = (site / "runs" / "exp" / "step-1" / "index.html").read_text(encoding="utf-8")
     assert "3 responses of one group in the file, to different prompts" in html
     assert "2 responses to one prompt" in html
+
+
+def test_a_tokenizer_that_cannot_be_read_is_one_problem_and_ids_stay_numbers(tmp_path):
+    from trajdocs.formats import ReadContext, read_step
+
+    broken = tmp_path / "tokenizer.json"
+    broken.write_text("{not a tokenizer")
+    path = tmp_path / "ids_1.jsonl"
+    path.write_text("".join(json.dumps({"ids": [1, 2, 3 + i]}) + "\n" for i in range(4)))
+    mapping = mapping_option({"files": "ids_{step}.jsonl", "tokens": "ids"})
+    data = read_step(str(path), "mapped", ctx=ReadContext(tokenizer=str(broken), mapping=mapping))
+    assert [t.tokens.texts for t in data.trajectories] == [["1", "2", str(3 + i)] for i in range(4)]
+    assert all(t.tokens.ids for t in data.trajectories)
+    assert len(data.problems) == 1 and "cannot be read" in data.problems[0] and "shown as numbers" in data.problems[0]
