@@ -26,7 +26,7 @@ import yaml
 from mkdocs.exceptions import Abort
 
 from conftest import build_site
-from test_real_shapes import has_class, pre_text, shown_tokens, shown_trajectories, step_pages
+from test_real_shapes import has_class, pre_text, shown_metadata, shown_tokens, shown_trajectories, step_pages
 from trajdocs.formats import mapped
 from trajdocs.settings import OptionError, mapping_option
 from trajdocs.text import fmt_number
@@ -240,8 +240,10 @@ def test_missing_fields_are_named_and_fail_strict_builds_and_check(tmp_path, war
                  "line 2: entropy is 1 values for 2 tokens", "line 3: the tokens are a number",
                  "line 4: invalid JSON", "data_1.jsonl"):
         assert part in text, (part, text)
-    shown = shown_trajectories(step_pages(site, "exp", 1))
+    shown = sorted(shown_trajectories(step_pages(site, "exp", 1)), key=lambda t: t.index)
     assert len(shown) == 3  # every readable record still shown
+    assert "ent" in shown_metadata(shown[1].section) and "ent" not in shown_metadata(shown[0].section)  # not lost
+    assert "tok" in shown_metadata(shown[2].section)
     with pytest.raises(Abort):
         project(tmp_path, spec, strict=True)
     write_yaml(tmp_path / "map.yml", {"mapping": spec})

@@ -358,6 +358,7 @@ def mapped_fields(spec: Mapping) -> list[tuple[str, str]]:
 def mapped_trajectory(index: int, obj: dict, spec: Mapping, ctx: ReadContext, where: str, problems: Problems,
                       missing: dict, tokenizer_problem: list) -> Trajectory:
     traj = Trajectory(index=index)
+    used: set[str] = set()  # fields shown in their own place (the others are metadata)
 
     def get(role: str, field: str) -> Any:
         value = lookup(obj, field)
@@ -369,9 +370,11 @@ def mapped_trajectory(index: int, obj: dict, spec: Mapping, ctx: ReadContext, wh
     if spec.prompt:
         value = get("prompt", spec.prompt)
         traj.prompt = value if value is None or isinstance(value, str) else as_text(value)
+        used.add(spec.prompt)
     if spec.response:
         value = get("response", spec.response)
         traj.pure_generated_text = value if value is None or isinstance(value, str) else as_text(value)
+        used.add(spec.response)
     if spec.reward:
         value = get("reward", spec.reward)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -386,6 +389,7 @@ def mapped_trajectory(index: int, obj: dict, spec: Mapping, ctx: ReadContext, wh
         tokens = mapped_tokens(get("tokens", spec.tokens), ctx, where, problems, tokenizer_problem)
         traj.tokens = tokens
         if tokens is not None:
+            used.add(spec.tokens)
             traj.response_length = len(tokens)
             if traj.pure_generated_text is None and not tokens.ids:
                 traj.pure_generated_text = "".join(tokens.texts)
@@ -396,6 +400,7 @@ def mapped_trajectory(index: int, obj: dict, spec: Mapping, ctx: ReadContext, wh
                 values = per_token(get(role, field), len(tokens), role, where, problems)
                 if values is None:
                     continue
+                used.add(field)
                 if not name:
                     tokens.scores = values
                 elif name == "logprob":
@@ -405,11 +410,9 @@ def mapped_trajectory(index: int, obj: dict, spec: Mapping, ctx: ReadContext, wh
                     traj.token_values[name] = values
     traj.accuracy = accuracy(None, obj)
     traj.correct = correctness(traj.accuracy)
-    shown = {f for r, f in mapped_fields(spec) if r in ("prompt", "response", "tokens", "entropy", "logprobs")
-             or r.startswith("channel ")}
     meta = Meta()
     for key, value in obj.items():
-        if str(key) not in shown:
+        if str(key) not in used:
             meta.add(str(key), value)
     traj.metadata = meta.fields
     return traj
