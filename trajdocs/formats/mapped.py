@@ -308,8 +308,9 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     if spec is None:
         raise Unreadable("no `mapping` option: the mapped format reads files through it")
     ranged = bool(spec.step) and ctx.step is not None
-    records = records_of(data, spec, ctx.path, problems, "line {n} of step %d's lines" % ctx.step if ranged else "line {n}")
-    if ranged and ctx.step is not None:
+    label = "line {n} of step %d's lines" % ctx.step if ranged else "line {n}"
+    records = records_of(data, spec, ctx.path, problems, label)
+    if ranged:
         records = own_step(records, spec, ctx, problems)
     trajectories = []
     missing: dict[tuple[str, str], list[str]] = {}
@@ -418,7 +419,8 @@ def mapped_trajectory(index: int, obj: dict, spec: Mapping, ctx: ReadContext, wh
     return traj
 
 
-def mapped_tokens(value: Any, ctx: ReadContext, where: str, problems: Problems, tokenizer_problem: list) -> Tokens | None:
+def mapped_tokens(value: Any, ctx: ReadContext, where: str, problems: Problems,
+                  tokenizer_problem: list) -> Tokens | None:
     """Token texts as written, or token ids decoded with the tokenizer (shown as numbers without one)."""
     if value is None:
         return None
