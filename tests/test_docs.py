@@ -18,7 +18,7 @@ import yaml
 from conftest import simple_run
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 
 
 def project_extensions() -> tuple[list[str], dict]:

@@ -147,7 +147,9 @@ def test_every_format_declares_what_the_registry_uses():
     assert FORMAT_CHOICES == ("auto", *FORMATS) and {"lightrft", "verl"} <= set(FORMATS)
     for name, module in FORMATS.items():
         assert module.NAME == name and ("step" in module.PATH.groupindex or callable(module.steps_in))
-        assert module.SUFFIX.startswith(".") and module.NAMES_TEXT and callable(module.read)
+        # the mapped format's files are named by the `mapping` option: no suffix of its own
+        assert (module.SUFFIX.startswith(".") or name == "mapped" and module.SUFFIX == "") and module.NAMES_TEXT \
+            and callable(module.read)
         assert isinstance(module.TOKEN_CHANNELS, tuple) and module.FIELDS
     assert match_step_file("trajectories_step_5.json") == ("json:trajectories", 5)
     assert match_step_file("step_5.json") == ("json:", 5) and match_step_file("12.jsonl") == ("jsonl", 12)

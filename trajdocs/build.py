@@ -52,19 +52,21 @@ class Discovery:
 
 
 def discover_runs(roots: list[str], labels: list[str], cache_folder: str, skip: tuple[str, ...],
-                  allow_outside: tuple[str, ...], warn: Warn) -> Discovery:
-    """Stage 1: the experiments under `roots`, one file per step; every problem goes to `warn`."""
+                  allow_outside: tuple[str, ...], warn: Warn, mapping: str = "") -> Discovery:
+    """Stage 1: the experiments under `roots`, one file per step; every problem goes to `warn`.
+    `mapping`: the option (JSON text), whose files pattern claims files too."""
     local = []
     for root in roots:
         if is_url(root):  # copied into the cache, only what is new or changed
-            root, problems = mirror(root, cache_folder)
+            root, problems = mirror(root, cache_folder, mapping)
             for problem in problems:
                 warn(problem)
         elif not os.path.isdir(root):
             warn(f"runs folder not found: {root}")
         local.append(root)
     skipped: list[str] = []
-    experiments = find_experiments(local, labels, skip=skip, problems=skipped, allow_outside=allow_outside)
+    experiments = find_experiments(local, labels, skip=skip, problems=skipped, allow_outside=allow_outside,
+                                   mapping=mapping)
     for message in skipped:
         warn(message)
     for exp in experiments:

@@ -63,6 +63,8 @@ def step_key(step: StepFile | str, settings: str) -> str:
         except OSError:
             stamp = "missing"
         stamps.append(f"{os.path.abspath(path)}\0{stamp}" + (f"\0{start}\0{end}" if (start, end) != (0, -1) else ""))
+    if isinstance(step, StepFile) and step.parts:  # one file may hold several steps (a JSON file of all steps)
+        stamps.append(f"step {step.step}")
     raw = f"{chr(1).join(stamps)}\0{settings}\0{FINGERPRINT}"
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
 

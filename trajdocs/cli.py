@@ -49,8 +49,44 @@ def _check(args: argparse.Namespace) -> int:
     if args.tokenizer and not os.path.exists(args.tokenizer):
         print(f"trajdocs check: --tokenizer {args.tokenizer}: no such file or folder", file=sys.stderr)
         return 2
+    mapping = _mapping_file("check", args.mapping)
+    if mapping is None:
+        return 2
     return 1 if check_runs(args.paths, args.format, rule=rule, tokenizer=os.path.abspath(args.tokenizer or "")
-                           if args.tokenizer else "") else 0
+                           if args.tokenizer else "", mapping=mapping) else 0
+
+
+def _mapping_file(command: str, path: str | None) -> str | None:
+    """The `--mapping FILE` option: the plugin's `mapping` option read from a YAML file (the keys
+    themselves, or a mkdocs.yml whose trajdocs plugin has them), checked, as JSON text ("" without
+    the option); None after printing why it cannot be used."""
+    if not path:
+        return ""
+    import yaml
+
+    from .settings import OptionError, mapping_option
+
+    class Loader(yaml.SafeLoader):  # a mkdocs.yml may hold tags (!ENV, !!python/name:): not needed here
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.load(f, Loader=Loader)  # noqa: S506 - a SafeLoader
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        print(f"trajdocs {command}: --mapping {path}: cannot be read ({err})", file=sys.stderr)
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("plugins"), list):
+        found = [p["trajdocs"] for p in doc["plugins"] if isinstance(p, dict) and isinstance(p.get("trajdocs"), dict)]
+        doc = found[0].get("mapping") if found else None
+    elif isinstance(doc, dict) and set(doc) == {"mapping"}:
+        doc = doc["mapping"]
+    try:
+        return mapping_option(doc if doc is not None else "no mapping")
+    except OptionError as err:
+        print(f"trajdocs {command}: --mapping {path}: {str(err).removeprefix('trajdocs: ')}", file=sys.stderr)
+        return None
 
 
 SITE_CONFIG = """\
@@ -130,7 +166,7 @@ def _cache_folder(runs: str) -> str:
     return folder
 
 
-def _one_off_config(work: str, runs: str, site: str | None, tokenizer: str = "") -> str:
+def _one_off_config(work: str, runs: str, site: str | None, tokenizer: str = "", mapping: str = "") -> str:
     """A temporary mkdocs.yml in `work` for a runs folder that has none; the cache outlives it."""
     runs = os.path.abspath(runs)
     os.makedirs(os.path.join(work, "docs"))
@@ -143,6 +179,8 @@ def _one_off_config(work: str, runs: str, site: str | None, tokenizer: str = "")
               + f"      paths_relative_to: {_yaml_text(os.path.dirname(runs.rstrip(os.sep)) or runs)}\n")
     if tokenizer:
         config += f"      tokenizer: {_yaml_text(os.path.abspath(tokenizer))}\n"
+    if mapping:
+        config += f"      mapping: {mapping}\n"  # JSON: a YAML flow mapping
     if site:
         config += f"site_dir: {_yaml_text(os.path.abspath(site))}\n"
     path = os.path.join(work, "mkdocs.yml")
@@ -207,7 +245,8 @@ def _stop_signals_held():  # type: ignore[no-untyped-def]
             block(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def _one_off(command: str, runs: str, site: str | None, options: list[str], tokenizer: str = "") -> int:
+def _one_off(command: str, runs: str, site: str | None, options: list[str], tokenizer: str = "",
+             mapping_path: str | None = None) -> int:
     """`mkdocs build|serve` for a runs folder, with a temporary configuration removed on every way
     out (an error, Ctrl-C, SIGTERM, SIGHUP)."""
     if not os.path.isdir(runs):
@@ -215,6 +254,9 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str], toke
         return 2
     if tokenizer and not os.path.exists(tokenizer):
         print(f"trajdocs {command}: --tokenizer {tokenizer}: no such file or folder", file=sys.stderr)
+        return 2
+    mapping = _mapping_file(command, mapping_path)
+    if mapping is None:
         return 2
     _stopped.clear()
     tempfile.gettempdir()  # Python probes the folder with a file: not while a signal could cut it short
@@ -229,7 +271,7 @@ def _one_off(command: str, runs: str, site: str | None, options: list[str], toke
         if problem:
             print(f"trajdocs {command}: refusing to build: {problem}", file=sys.stderr)
             return 1
-        code = _mkdocs([command, "-f", _one_off_config(work, runs, site, tokenizer), *options])
+        code = _mkdocs([command, "-f", _one_off_config(work, runs, site, tokenizer, mapping), *options])
         return 128 + _stopped[0] if _stopped else code
     except KeyboardInterrupt:
         return 130
@@ -252,7 +294,8 @@ def _build(args: argparse.Namespace) -> int:
     if problem:
         print(f"trajdocs build: refusing to build: {problem}", file=sys.stderr)
         return 1
-    return _one_off("build", args.runs, args.output, ["--strict"] if args.strict else [], args.tokenizer)
+    return _one_off("build", args.runs, args.output, ["--strict"] if args.strict else [], args.tokenizer,
+                    args.mapping)
 
 
 def _port_problem(address: str) -> str | None:
@@ -280,11 +323,13 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"trajdocs serve: {problem}", file=sys.stderr)
         return 1
-    return _one_off("serve", args.runs, None, ["-a", args.dev_addr], args.tokenizer)
+    return _one_off("serve", args.runs, None, ["-a", args.dev_addr], args.tokenizer, args.mapping)
 
 
 TOKENIZER_HELP = ("a tokenizer.json file or a local Hugging Face model folder, to show token ids as text "
                   "(needs the 'tokenizers' package: pip install 'trajdocs[tokenizer]')")
+MAPPING_HELP = ("a YAML file holding the plugin's 'mapping' option (or a mkdocs.yml that sets it): which "
+                "files hold the samples of another trainer and which fields are prompt, response, reward ...")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--correct-min", metavar="N", type=float, default=1.0,
                        help="the lowest value of that field counted as correct (default: %(default)s)")
     check.add_argument("--tokenizer", metavar="PATH", help=TOKENIZER_HELP)
+    check.add_argument("--mapping", metavar="FILE", help=MAPPING_HELP)
     check.set_defaults(run=_check)
 
     init = sub.add_parser("init", help="write a ready mkdocs.yml and docs/index.md for a results folder",
@@ -354,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", "--clean", action="store_true",
                        help="replace an output folder that does not look like a site (its files are deleted)")
     build.add_argument("--tokenizer", metavar="PATH", help=TOKENIZER_HELP)
+    build.add_argument("--mapping", metavar="FILE", help=MAPPING_HELP)
     build.set_defaults(run=_build)
 
     serve = sub.add_parser("serve", help="serve a live site for a runs folder, without any mkdocs.yml",
@@ -363,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT",
                        help="address to serve on (default: 127.0.0.1:8000)")
     serve.add_argument("--tokenizer", metavar="PATH", help=TOKENIZER_HELP)
+    serve.add_argument("--mapping", metavar="FILE", help=MAPPING_HELP)
     serve.set_defaults(run=_serve)
     return parser
 

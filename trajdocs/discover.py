@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import stat
 from collections import defaultdict
 
-from .formats import FORMATS, PathMatch, match_step_path, step_file_names, steps_in_file, verl
+from .formats import FORMATS, PathMatch, match_step_path, steps_in_file, user_claims, verl
+from .formats.mapped import PARQUET_HINT
 from .model import Experiment, StepFile
 from .text import shown_name
 
@@ -73,15 +76,17 @@ def regular_file(path: str, allowed: list[str], problems: list[str]) -> bool:
 
 def find_experiments(roots: list[str], labels: list[str] | None = None,
                      skip: tuple[str, ...] = (), problems: list[str] | None = None,
-                     allow_outside: tuple[str, ...] = ()) -> list[Experiment]:
+                     allow_outside: tuple[str, ...] = (), mapping: str = "") -> list[Experiment]:
     """Every folder holding step files under each root is an experiment.
 
     `labels` prefix experiment names (used when a site has several roots); `skip` lists absolute
     folders never to descend into (the site and docs folders when they sit inside a root).
     Files and folders reached through a link are used only when their real path lies inside a
     root or one of `allow_outside`; skipped files (links out, FIFOs, devices, names matching no
-    step pattern only because of a control character) are reported in `problems`.
+    step pattern only because of a control character) are reported in `problems`. `mapping` (the
+    option, as JSON text) claims the files its `files` pattern matches, before any format does.
     """
+    claims = user_claims(mapping)
     labels = labels or [""] * len(roots)
     skipped = {os.path.abspath(s) for s in skip}
     problems = problems if problems is not None else []
@@ -114,10 +119,10 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
             for filename in files:
                 path = os.path.join(folder, filename)
                 rel = os.path.relpath(path, root).replace(os.sep, "/")
-                found = match_step_path(rel)
+                found = match_step_path(rel, claims)
                 if found is None:
                     if any(ch in filename for ch in "\r\n\t\x0b\x0c") and \
-                            match_step_path(re.sub(r"\s", "", rel)) is not None:
+                            match_step_path(re.sub(r"\s", "", rel), claims) is not None:
                         problems.append(f"{shown_name(path)}: a step file name with "
                                         "a control character in its step number or extension, skipped")
                     continue
@@ -134,7 +139,7 @@ def find_experiments(roots: list[str], labels: list[str] | None = None,
         several = len({k[2] for k in claimed if k[:2] == key[:2]}) > 1
         if several:
             base = f"{base} [{series_key.split(':', 1)[-1] or 'step'}]"
-        steps = sorted(_step_files(claimed[key], problems), key=step_order)
+        steps = sorted(_step_files(claimed[key], problems, mapping), key=step_order)
         if steps:
             exp = Experiment(name=f"{base} [{view}]" if view else base, slug="", folder=folder,
                              steps=steps, view=view, run=base if view else "")
@@ -189,7 +194,7 @@ def _views_together(experiments: list[Experiment]) -> None:
     experiments.sort(key=lambda e: order[id(e)])
 
 
-def _step_files(files: list[tuple[PathMatch, str]], problems: list[str]) -> list[StepFile]:
+def _step_files(files: list[tuple[PathMatch, str]], problems: list[str], mapping: str = "") -> list[StepFile]:
     """The steps of one experiment's files: a file per step; the parts of a step that several files
     hold together (ordered by part name, "rank_2" before "rank_10"); the steps inside files that
     hold several (shards, in name order, then by position)."""
@@ -202,7 +207,7 @@ def _step_files(files: list[tuple[PathMatch, str]], problems: list[str]) -> list
             parts[found.step].append(((_natural(found.part), path), (path, 0, -1)))
         else:
             try:
-                held = steps_in_file(path, found.fmt)
+                held = steps_in_file(path, found.fmt, mapping=mapping)
             except (OSError, ValueError) as err:
                 problems.append(f"{shown_name(path)}: cannot be read ({getattr(err, 'strerror', None) or err}), skipped")
                 continue
@@ -311,9 +316,39 @@ def empty_folders(roots: list[str], experiments: list[Experiment]) -> list[str]:
     return empty
 
 
-STEP_FILE_NAMES = f"{step_file_names()}, in the folder or any folder below it"
-NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst", ".parquet")
+def step_file_names(mapping: str = "") -> str:
+    """What step files are called, one entry per format, for messages (the mapped format's entry
+    names the `files` pattern when the option is set)."""
+    names = []
+    for module in FORMATS.values():
+        text = module.NAMES_TEXT
+        if module.NAME == "mapped" and mapping:
+            text = f"files matching the `mapping` option's pattern {json.loads(mapping).get('files')!r}"
+        names.append(text)
+    return "; ".join(names)
 
+
+COMPRESSED = (".gz", ".zst", ".bz2", ".xz", ".zip", ".tar", ".tgz", ".7z")
+NEAR_MISS_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+def near_miss_reason(name: str) -> str | None:
+    """Why a file that no format claims looks like trainer output trajdocs does not read; None
+    when it does not look like any."""
+    lower = name.lower()
+    if lower.endswith(".pt"):
+        return ("a PyTorch file (slime writes its rollout and training dumps with torch.save): reading "
+                "it needs torch, which trajdocs does not use: not read")
+    if lower.endswith((".pkl", ".pickle")):
+        return ("a Python pickle (SkyRL's training-batch dump dumped_data/global_step_<N>_training_input.pkl): "
+                "loading it needs torch and may run code: not read")
+    if lower.endswith(COMPRESSED):
+        return "compressed: trajdocs reads uncompressed files only; decompress it next to the others"
+    if lower.endswith(".parquet") and importlib.util.find_spec("pyarrow") is None:
+        return f"Parquet: reading it needs the 'pyarrow' package ({PARQUET_HINT}); and not a step file name"
+    if lower.endswith(NEAR_MISS_SUFFIXES):
+        return "not a step file name"
+    return None
 
 def roots_without_steps(roots: list[str], experiments: list[Experiment]) -> list[str]:
     """The roots (existing folders) under which no experiment was found."""
@@ -326,15 +361,17 @@ def roots_without_steps(roots: list[str], experiments: list[Experiment]) -> list
     return empty
 
 
-def near_misses(root: str, limit: int = 8, budget: int = 20000) -> tuple[list[str], int]:
+def near_misses(root: str, limit: int = 8, budget: int = 20000, mapping: str = "") -> tuple[list[str], int]:
     """What under `root` looks meant as step files but is not read, for the warning about a runs
-    folder without any: JSON / JSONL files whose names are not step-file names (`step5.json`,
-    `rollouts.jsonl`), compressed ones, step files inside folders the search skips (hidden ones,
-    `images/`), and `trajectories/` folders holding no step file. Returns up to `limit` of
-    them (paths relative to `root`) and how many were found, looking at no more than `budget`
-    folder entries."""
+    folder without any: JSON / JSONL / Parquet files whose names are not step-file names
+    (`step5.json`, `rollouts.jsonl`), files trajdocs cannot read and why (compressed ones, slime's
+    `.pt` and SkyRL's `.pkl` dumps, Parquet without pyarrow), step files inside folders the search
+    skips (hidden ones, `images/`), and `trajectories/` folders holding no step file. Returns up
+    to `limit` of them (paths relative to `root`) and how many were found, looking at no more than
+    `budget` folder entries. `mapping`: the option, whose files count as step files."""
     found: list[str] = []
     total = seen = 0
+    claims = user_claims(mapping)
 
     def add(text: str) -> None:
         nonlocal total
@@ -353,14 +390,12 @@ def near_misses(root: str, limit: int = 8, budget: int = 20000) -> tuple[list[st
         steps_here = False
         for name in sorted(files):
             path = os.path.join(*parts, name) if parts else name
-            if match_step_path(path.replace(os.sep, "/")):
+            if match_step_path(path.replace(os.sep, "/"), claims):
                 steps_here = True
                 if skipped:
                     add(f"{path} (inside a folder trajdocs skips: hidden or images/)")
-            elif name.lower().endswith(NEAR_MISS_SUFFIXES) and not skipped:
-                add(f"{path} (not a step file name)")
-            elif (why := not_read(path.replace(os.sep, "/"))) and not skipped:
-                add(f"{path} ({why})")
+            elif not skipped and (reason := not_read(path.replace(os.sep, "/")) or near_miss_reason(name)):
+                add(f"{path} ({reason})")
         if parts and parts[-1] == "trajectories" and not steps_here and not skipped:
             add(f"{rel}{os.sep} (a trajectories folder without step files)")
     return found, total
@@ -376,15 +411,16 @@ def not_read(rel: str) -> str | None:
     return None
 
 
-def no_steps_warning(root: str, shown: str | None = None) -> str:
+def no_steps_warning(root: str, shown: str | None = None, mapping: str = "") -> str:
     """The warning for a runs folder without step files: what trajdocs looks for, what it saw (names
     escaped: one line, no raw bytes)."""
-    return shown_name(_no_steps_text(root, shown))
+    return shown_name(_no_steps_text(root, shown, mapping))
 
 
-def _no_steps_text(root: str, shown: str | None) -> str:
-    misses, total = near_misses(root)
-    text = f"no step files in the runs folder {shown or root}: trajdocs looks for {STEP_FILE_NAMES}"
+def _no_steps_text(root: str, shown: str | None, mapping: str = "") -> str:
+    misses, total = near_misses(root, mapping=mapping)
+    text = (f"no step files in the runs folder {shown or root}: trajdocs looks for {step_file_names(mapping)} "
+            "(in the folder or any folder below it)")
     if misses:
         more = f"; and {total - len(misses)} more" if total > len(misses) else ""
         return f"{text}. Near misses: {'; '.join(misses)}{more}"

@@ -119,7 +119,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.started = time.monotonic()
         self.found = discover_runs(self.roots, self.settings.labels, str(self.cache.folder),
                                    (config.site_dir, config.docs_dir, str(self.cache.folder)),
-                                   self.settings.allow_outside, log.warning)
+                                   self.settings.allow_outside, log.warning, self.options.mapping)
         steps = [s for exp in self.found.experiments for s in exp.steps]
         self.steps.start(steps, self.config.format, self.options, self.config.workers or os.cpu_count() or 1)
 
@@ -143,7 +143,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         for folder in empty_folders([r for r in found.roots if r], found.experiments):
             log.info(f"{shown_name(folder)}: no step files, skipped")
         for root in roots_without_steps(found.roots, found.experiments):  # training may not have written one yet
-            log.warning(no_steps_warning(root, self.roots[found.roots.index(root)]))
+            log.warning(no_steps_warning(root, self.roots[found.roots.index(root)], self.options.mapping))
         self.add(files, config, [site.overview_page(self.config.nav_title), site.prompts_page(not self.user_nav)])
         self.check_collisions(files)
         config.nav = site.expand_nav(config.nav, self.config.nav_title) if self.user_nav else self.nav(files)

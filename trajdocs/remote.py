@@ -8,15 +8,16 @@ import json
 import os
 import posixpath
 
-from .discover import SKIPPED_DIRS, match_step_path
+from .discover import SKIPPED_DIRS, match_step_path, user_claims
 
 
 def is_url(entry: str) -> bool:
     return "://" in entry
 
 
-def mirror(url: str, cache_folder: str) -> tuple[str, list[str]]:
-    """(local folder holding the url's step files, problems). Needs fsspec and the url's backend."""
+def mirror(url: str, cache_folder: str, mapping: str = "") -> tuple[str, list[str]]:
+    """(local folder holding the url's step files, problems). Needs fsspec and the url's backend.
+    `mapping`: the option (JSON text), whose files are step files too."""
     try:
         import fsspec
     except ImportError:
@@ -34,13 +35,14 @@ def mirror(url: str, cache_folder: str) -> tuple[str, list[str]]:
     except (OSError, ValueError):
         index = {}
     problems = []
+    claims = user_claims(mapping)
     root = root.rstrip("/")
     for path, info in sorted(found.items()):
         rel = posixpath.relpath(path, root)
         parts = rel.split("/")
         if info.get("type") == "directory" or any(p.startswith(".") or p in SKIPPED_DIRS for p in parts[:-1]):
             continue
-        if match_step_path(rel) is None or ".." in parts:
+        if match_step_path(rel, claims) is None or ".." in parts:
             continue
         stamp = [info.get("size"), str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or "")]
         target = os.path.join(local, *parts)

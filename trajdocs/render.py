@@ -419,7 +419,9 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
             f" · {counted(len(odd), 'non-finite reward')} not counted"
     versus = ('<button type="button" class="td-compare">Best and worst side by side</button>'
               if len(rewards) > 1 and max(rewards) != min(rewards) else "")
-    head = (f'<div class="td-group-head">Prompt group · {len(group)} responses to one prompt{spread}</div>'
+    same = all(t.prompt == group[0].prompt for t in group)  # a file's own group id may join different prompts
+    what = "responses to one prompt" if same else "responses of one group in the file, to different prompts"
+    head = (f'<div class="td-group-head">Prompt group · {len(group)} {what}{spread}</div>'
             + prompt_html("Prompt", group[0].prompt or "", options.max_text) + versus)
     marks = {}
     if len(rewards) > 1 and max(rewards) != min(rewards):  # a group's best and worst by the reward in the file
@@ -427,8 +429,8 @@ def group_html(group: Sequence[Trajectory], options: RenderOptions, stats: dict[
         best, worst = max(rewards), min(rewards)
         marks = {t.index: "best" for t in ranked if t.reward == best}
         marks.update({t.index: "worst" for t in ranked if t.reward == worst})
-    body = "".join(trajectory_html(t, options, with_prompt=False, st=stats.get(t.index), mark=marks.get(t.index, ""))
-                   for t in group)
+    body = "".join(trajectory_html(t, options, with_prompt=t.prompt != group[0].prompt, st=stats.get(t.index),
+                                   mark=marks.get(t.index, "")) for t in group)
     return f'<div class="td-group">{head}<div class="td-cols">{body}</div></div>'
 
 

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .formats import mapped
 from .guard import site_dir_problem
 from .remote import is_url
 from .render import RenderOptions
@@ -39,6 +40,17 @@ def correct_option(value: dict) -> tuple[str, float]:
         raise OptionError("trajdocs: 'correct' must be {field: a dotted field of each record, e.g. "
                           "info.reward_metrics.accuracy_reward, min: a number (default 1)}")
     return field.strip(), float(minimum)
+
+
+def mapping_option(value: Any) -> str:
+    """The `mapping` option, checked (`formats.mapped.parse`), as JSON text ("" when unset)."""
+    if value == {}:
+        return ""
+    try:
+        mapped.parse(value)
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (ValueError, TypeError) as err:
+        raise OptionError(f"trajdocs: 'mapping': {err}") from None
 
 
 def _path(base: str, path: str) -> str:
@@ -77,15 +89,16 @@ def read_settings(c: Mapping[str, Any], base: str, site_dir: str, docs_dir: str,
     if tokenizer and not os.path.exists(tokenizer):
         raise OptionError(f"trajdocs: 'tokenizer': {tokenizer} does not exist (a tokenizer.json file or a "
                           "local model folder holding one)")
-    mapping = c.get("mapping") or {}
-    if not isinstance(mapping, dict):
-        raise OptionError("trajdocs: 'mapping' must map field roles (prompt, response, reward, ...) to fields")
+    mapping = mapping_option(c.get("mapping") or {})
+    if c.get("format") == mapped.NAME and not mapping:
+        raise OptionError("trajdocs: 'format: mapped' reads files through the 'mapping' option: set it "
+                          f"({mapped.EXAMPLE})")
     options = RenderOptions(per_page=c["trajectories_per_page"], max_tokens=c["max_tokens"],
                             asset_base="../" if use_directory_urls else "",
                             base_dir=_path(base, c["paths_relative_to"]),
                             max_file_bytes=int(c["max_file_mb"] * 2 ** 20),
                             max_text=c["max_text_chars"], correct_field=field, correct_min=minimum,
-                            tokenizer=tokenizer, mapping=json.dumps(mapping, sort_keys=True) if mapping else "")
+                            tokenizer=tokenizer, mapping=mapping)
     return Settings(roots, labels, prefix, cache_folder, allow_outside, options)
 
 

@@ -26,20 +26,20 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 from ..model import StepData, StepFile
-from . import areal, lightrft, roll, skyrl, trl, verl
+from . import areal, lightrft, mapped, roll, skyrl, trl, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, trl, areal, skyrl, roll, verl)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, trl, areal, skyrl, roll, verl, mapped)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 
 __all__ = ["FORMATS", "FORMAT_CHOICES", "CorrectRule", "PathMatch", "ReadContext", "detect_format", "loads",
-           "match_step_path", "match_step_file", "read_step"]
+           "match_step_path", "match_step_file", "read_step", "user_claims"]
 
 _ANCHORED = {name: re.compile(r"(?:\A|(?<=/))(?:" + module.PATH.pattern + r")\Z", module.PATH.flags)
              for name, module in FORMATS.items()}
@@ -58,9 +58,10 @@ class PathMatch:
     step: int | None
 
 
-def match_step_path(rel: str) -> PathMatch | None:
-    """The claim on a file by its path below the runs folder ('/'-separated), or None."""
-    for name, pattern in _ANCHORED.items():
+def match_step_path(rel: str, claims: tuple[tuple[str, re.Pattern], ...] = ()) -> PathMatch | None:
+    """The claim on a file by its path below the runs folder ('/'-separated), or None. `claims`
+    ((format name, anchored pattern), from `user_claims`) are tried before the formats' own."""
+    for name, pattern in (*claims, *_ANCHORED.items()):
         m = pattern.search(rel)
         if m:
             groups = m.groupdict()
@@ -79,6 +80,11 @@ def match_step_file(filename: str) -> tuple[str, int] | None:
     return found.series, found.step
 
 
+def user_claims(mapping: str) -> tuple[tuple[str, re.Pattern], ...]:
+    """The files the `mapping` option claims (its `files` pattern), for `match_step_path`."""
+    return mapped.claims(mapping)
+
+
 def step_file_names() -> str:
     """What step files are called, for messages."""
     return " or ".join(module.NAMES_TEXT for module in FORMATS.values())
@@ -91,7 +97,7 @@ def detect_format(path: str) -> str:
     if found is not None:
         return found.fmt
     by_suffix = sorted(reversed(list(FORMATS.values())), key=lambda m: -len(m.SUFFIX))
-    return next((m.NAME for m in by_suffix if path.endswith(m.SUFFIX)), DEFAULT)
+    return next((m.NAME for m in by_suffix if m.SUFFIX and path.endswith(m.SUFFIX)), DEFAULT)
 
 
 def read_step(step: str | StepFile, fmt: str = "auto", max_bytes: int = MAX_FILE_BYTES,
@@ -101,9 +107,11 @@ def read_step(step: str | StepFile, fmt: str = "auto", max_bytes: int = MAX_FILE
     reason the step is unreadable. Only regular files of at most `max_bytes` are read (a FIFO
     would wait forever, a link to /dev/zero never end). `rule` (the `correct` option) decides the
     correct / incorrect badges where set; `ctx` carries it with the other reading options."""
+    ctx = ctx or ReadContext(rule=rule)
     if isinstance(step, str):
         step = StepFile(0, step)
-    ctx = ctx or ReadContext(rule=rule)
+    else:
+        ctx = replace(ctx, step=step.step)
     ranges = step.ranges()
     if len(ranges) == 1:
         path, start, end = ranges[0]
@@ -152,7 +160,7 @@ def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: 
     module = FORMATS.get(detect_format(path) if fmt == "auto" else fmt, FORMATS[DEFAULT])
     problems = Problems()
     try:
-        result.trajectories = module.read(data, problems, ReadContext(ctx.rule, ctx.tokenizer, ctx.mapping, path))
+        result.trajectories = module.read(data, problems, replace(ctx, path=path))
     except Unreadable as err:
         result.unreadable = str(err)
         return result
@@ -161,16 +169,19 @@ def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: 
     return result
 
 
-def steps_in_file(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES) -> dict[int, list[tuple[int, int]]]:
+def steps_in_file(path: str, fmt: str, max_bytes: int = MAX_FILE_BYTES,
+                  mapping: str = "") -> dict[int, list[tuple[int, int]]]:
     """{step: byte ranges} of a file holding several steps (a format without a step in its PATH);
     remembered per file version (size, times, inode), so a serve rebuild reads only changed files.
     Raises OSError / ValueError when the file cannot be read."""
     st = os.stat(path)
-    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mapping if fmt == mapped.NAME else "")
     known = _STEPS_IN.get(path)
     if known is not None and known[0] == stamp:
         return known[1]
-    steps = FORMATS[fmt].steps_in(read_regular_file(path, max_bytes))
+    data = read_regular_file(path, max_bytes)
+    steps = mapped.steps_in(data, ReadContext(mapping=mapping, path=path)) if fmt == mapped.NAME \
+        else FORMATS[fmt].steps_in(data)
     _STEPS_IN[path] = (stamp, steps)
     return steps
 

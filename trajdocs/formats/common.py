@@ -24,13 +24,14 @@ MAX_META_DEPTH = 4
 class ReadContext:
     """What a reader may need besides the bytes: the `correct` rule, the `tokenizer` option (a
     tokenizer.json file or a model folder, for formats that write token ids), the `mapping`
-    option (fields of a generic file), and the path of the file being read (for messages and
-    files it names)."""
+    option (fields of a generic file), the path of the file being read (for messages and files it
+    names) and the step being read (None when not known: a file read on its own)."""
 
     rule: "CorrectRule | None" = None
     tokenizer: str = ""
-    mapping: tuple = ()  # (key, value) pairs of the `mapping` option
+    mapping: str = ""  # the `mapping` option as JSON text ("" when unset), see `mapped.py`
     path: str = ""
+    step: "int | None" = None
 
 
 class Unreadable(Exception):
