@@ -9,6 +9,7 @@ trajdocs cannot read are named with the reason.
 
 from __future__ import annotations
 
+import re
 import base64
 import importlib.util
 import json
@@ -316,7 +317,7 @@ def test_files_of_known_trainers_that_cannot_be_read_say_why(tmp_path):
     out = checked.stdout
     assert checked.returncode == 1
     assert "slime/rollout_data/3.pt (a PyTorch file (slime" in out and "needs torch" in out, out
-    assert "global_step_2_training_input.pkl (a Python pickle (SkyRL" in out, out
+    assert "global_step_2_training_input.pkl (a SkyRL training batch dump (pickled torch tensors)" in out, out
     assert "exp/samples.jsonl.gz (compressed" in out and "exp/samples.jsonl (not a step file name)" in out, out
     for name in ("<prefix>_step_<N>.json", "<N>.jsonl", "`mapping` option"):  # one entry per format
         assert name in out, out
