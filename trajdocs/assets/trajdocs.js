@@ -32,9 +32,19 @@
 
   /* Every token of a trajectory, the ones still collapsed in the template included. */
   function allTokens(section) {
-    var list = Array.prototype.slice.call(section.querySelectorAll(".td-tokens > i"));
-    var rest = section.querySelector("template.td-rest");
-    if (rest) list = list.concat(Array.prototype.slice.call(rest.content.querySelectorAll("i")));
+    var list = [];
+    containers(section).forEach(function (box) { list = list.concat(containerTokens(box)); });
+    return list;
+  }
+  /* The token containers of a trajectory: its response, or each model turn of a conversation. */
+  function containers(section) {
+    return Array.prototype.slice.call(section.querySelectorAll(".td-tokens"));
+  }
+  /* A container's tokens in order, the ones still collapsed in its template included. */
+  function containerTokens(box) {
+    var list = Array.prototype.slice.call(box.children);
+    var rest = box.nextElementSibling;
+    if (rest && rest.matches("template.td-rest")) list = list.concat(Array.prototype.slice.call(rest.content.children));
     return list;
   }
   function score(token) {
@@ -61,6 +71,7 @@
 
   /* --- colour: flags or heat map -------------------------------------------------------- */
   function applyMode(step, mode) {
+    if (channelSpec(step)) return;  /* coloured by another channel: the entropy's mode waits */
     var heat = mode === "heat" && step.hasAttribute("data-heat-max");
     step.classList.toggle("td-heat", heat);
     if (!heat || step.hasAttribute("data-heat-done")) return;
@@ -76,35 +87,54 @@
     step.setAttribute("data-heat-done", "");
   }
 
-  /* --- re-flag the top k% of each trajectory's tokens by entropy ------------------------ */
+  /* --- re-flag the top k% of each trajectory's tokens by entropy or the chosen channel -- */
   function applyRatio(step, percent) {
     var slider = step.querySelector("input[data-td-setting='ratio']");
     if (!slider) return;
     var fileRatio = parseFloat(step.getAttribute("data-file-ratio"));
     var note = step.querySelector(".td-ratio-note");
     var out = step.querySelector(".td-ratio-out");
+    var spec = channelSpec(step);
+    var select = setting(step, "channel");
+    var byEntropy = !spec && (!select || select.value === "entropy");
     step.querySelectorAll(".td-traj").forEach(function (section) {
-      var tokens = allTokens(section);
+      var tokens, rank;
+      if (spec && percent !== null) {
+        var p = sectionValues(section, spec);
+        tokens = p.tokens;
+        rank = new Map();
+        p.tokens.forEach(function (t, i) { if (isFinite(p.values[i])) rank.set(t, strength(spec, p.values[i])); });
+      } else {
+        tokens = allTokens(section);
+      }
       tokens.forEach(function (t) {  // remember the file's own flags once
         if (!t.hasAttribute("data-f")) t.setAttribute("data-f", t.classList.contains("h") ? "1" : "0");
       });
-      if (percent === null) {
+      if (percent === null || (!spec && !byEntropy)) {
         tokens.forEach(function (t) { t.classList.toggle("h", t.getAttribute("data-f") === "1"); });
         return;
       }
-      var scored = tokens.filter(function (t) { return !isNaN(score(t)); });
+      var scored = spec ? tokens.filter(function (t) { return rank.has(t); })
+                        : tokens.filter(function (t) { return !isNaN(score(t)); });
+      var key = spec ? function (t) { return rank.get(t); } : score;
       var count = Math.min(scored.length, Math.max(1, Math.floor(tokens.length * percent / 100)));
-      var ranked = scored.slice().sort(function (a, b) { return score(b) - score(a); });
+      var ranked = scored.slice().sort(function (a, b) { return key(b) - key(a); });
       var chosen = new Set(ranked.slice(0, count));
       tokens.forEach(function (t) { t.classList.toggle("h", chosen.has(t)); });
     });
-    var shown = percent === null ? Math.round(fileRatio * 100) : percent;
+    var what = spec ? (spec.scale === "div" ? "distance of " + spec.label + " from " + rounded(spec.centre, 3)
+                                           : spec.scale === "neg" ? "\u2212" + spec.label : spec.label)
+                    : "entropy score";
+    var known = !isNaN(fileRatio);
+    var shown = percent === null ? (known ? Math.round(fileRatio * 100) : parseInt(slider.value, 10)) : percent;
     slider.value = String(Math.min(shown, parseInt(slider.max, 10)));
-    if (out) out.textContent = percent === null ? (fileRatio * 100).toFixed(1) + "%" : percent + "%";  /* as the legend */
+    if (out) out.textContent = percent === null ? (known ? (fileRatio * 100).toFixed(1) + "%" : "off") : percent + "%";  /* as the legend */
     if (note) {
       note.textContent = percent === null
-        ? "as flagged in the file (" + (fileRatio * 100).toFixed(1) + "% of this step's tokens)"
-        : "re-flagged here: the top " + percent + "% of each trajectory's tokens by entropy score";
+        ? (known ? "as flagged in the file (" + (fileRatio * 100).toFixed(1) + "% of this step's tokens)"
+                 : "none flagged (the file flags no tokens)")
+        : (!spec && !byEntropy) ? "none flagged (choose a channel to flag by)"
+        : "re-flagged here: the top " + percent + "% of each trajectory's tokens by " + what;
     }
   }
 
@@ -164,7 +194,11 @@
       });
       var mode = setting(step, "mode");
       if (mode && state.mode === "heat" && step.hasAttribute("data-heat-max")) mode.value = "heat";
-      if (mode) applyMode(step, mode.value);
+      var channel = setting(step, "channel");
+      if (channel && typeof state.channel === "string" &&
+          Array.prototype.some.call(channel.options, function (o) { return o.value === state.channel; })) channel.value = state.channel;
+      if (channelSpec(step)) applyChannel(step);
+      else if (mode) applyMode(step, mode.value);
       if (typeof state.ratio === "number") applyRatio(step, state.ratio);
       var sort = setting(step, "sort");
       var filter = setting(step, "filter");
@@ -184,6 +218,13 @@
       var key = target.getAttribute("data-td-toggle");
       remember(key, target.checked);
       applyToggle(step, key, target.checked);
+    } else if (target.matches("[data-td-setting='channel']")) {
+      remember("channel", target.value);
+      applyChannel(step);
+      var slider = setting(step, "ratio");
+      var state = loadState();
+      if (slider && typeof state.ratio === "number") applyRatio(step, state.ratio);
+      step.querySelectorAll(".td-tokens .h").forEach(function (token) { token.tabIndex = 0; });
     } else if (target.matches("[data-td-setting='mode']")) {
       remember("mode", target.value);
       applyMode(step, target.value);
@@ -327,31 +368,158 @@
     return sign * Math.pow(2, exponent - 15) * (1 + fraction / 1024);
   }
 
-  /* Per-token numbers of a trajectory: float16 little-endian in base64, or "!" + float32;
-     one value stands for all tokens. */
-  function valueAt(container, name, position) {
+  /* Per-token numbers of a token container (data-<name>): float16 little-endian in base64, or
+     "!" + float32; one value stands for all tokens. Decoded once per container and name, when
+     first needed (a hover, or choosing that channel). */
+  function channelValues(container, name) {
     var cache = container.__trajdocs || (container.__trajdocs = {});
-    if (!(name in cache)) {
-      var raw = container.getAttribute("data-" + name);
-      cache[name] = null;
-      if (raw !== null) {
-        try {
-          var wide = raw.charAt(0) === "!";
-          var binary = atob(wide ? raw.slice(1) : raw);
-          var bytes = new Uint8Array(binary.length);
-          for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-          cache[name] = { view: new DataView(bytes.buffer), size: wide ? 4 : 2 };
-        } catch (e) { /* not base64: no details */ }
-      }
-    }
-    var packed = cache[name];
-    if (!packed) return null;
-    var count = packed.view.byteLength / packed.size;
+    if (name in cache) return cache[name];
+    var raw = container.getAttribute("data-" + name);
+    cache[name] = null;
+    if (raw === null) return null;
+    try {
+      var wide = raw.charAt(0) === "!";
+      var binary = atob(wide ? raw.slice(1) : raw);
+      var bytes = new Uint8Array(binary.length);
+      for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+      var view = new DataView(bytes.buffer);
+      var size = wide ? 4 : 2;
+      var values = new Float32Array(Math.floor(bytes.length / size));
+      for (var j = 0; j < values.length; j++) values[j] = wide ? view.getFloat32(j * 4, true) : float16(view, j * 2);
+      cache[name] = { values: values, digits: wide ? 4 : 3 };
+    } catch (e) { /* not base64: no values */ }
+    return cache[name];
+  }
+
+  /* One token's value of a channel (NaN when the file has none for it). */
+  function channelAt(packed, position) {
+    if (!packed) return NaN;
+    var count = packed.values.length;
     var index = count === 1 ? 0 : position;
-    if (index >= count) return null;
-    var value = packed.size === 4 ? packed.view.getFloat32(index * 4, true) : float16(packed.view, index * 2);
-    if (isNaN(value)) return null;
-    return String(Number(value.toPrecision(packed.size === 4 ? 4 : 3)));
+    return index < count ? packed.values[index] : NaN;
+  }
+
+  function rounded(value, digits) {
+    return String(Number(value.toPrecision(digits)));
+  }
+
+  function valueAt(container, name, position) {
+    var packed = channelValues(container, name);
+    var value = channelAt(packed, position);
+    return isNaN(value) ? null : rounded(value, packed.digits);
+  }
+
+  /* The channels a token's details show, in model.CHANNELS order, with short labels. */
+  var CHANNEL_LABELS = [["surprisal", "surprisal"], ["mismatch", "mismatch |\u0394 log-prob|"], ["mismatch_kl", "mismatch KL"],
+    ["advantage", "advantage"], ["token_reward", "token reward"], ["logprob", "log-prob"],
+    ["ref_logprob", "ref log-prob"], ["importance_ratio", "importance ratio"]];
+
+  /* --- colour by a per-token channel (the "Colour by" control) -------------------------- */
+  function channelSpec(step) {
+    var select = setting(step, "channel");
+    if (!select || !select.value || select.value === "entropy") return null;
+    var option = select.options[select.selectedIndex];
+    return {
+      name: select.value,
+      label: option.textContent,
+      from: option.getAttribute("data-from") || select.value,
+      sign: parseFloat(option.getAttribute("data-sign") || "1"),
+      scale: option.getAttribute("data-scale") || "seq",
+      centre: parseFloat(option.getAttribute("data-centre") || "0")
+    };
+  }
+
+  /* The chosen channel's value of each token of a trajectory (NaN where none), and its tokens. */
+  function sectionValues(section, spec) {
+    var tokens = [], values = [];
+    containers(section).forEach(function (box) {
+      var list = containerTokens(box);
+      var packed = channelValues(box, spec.from);
+      for (var i = 0; i < list.length; i++) {
+        tokens.push(list[i]);
+        values.push(spec.sign * channelAt(packed, i));
+      }
+    });
+    return { tokens: tokens, values: values };
+  }
+
+  /* What ranks and colours a value: its distance from the centre on a diverging scale, the
+     value itself on a sequential one, −value for a log-prob. */
+  function strength(spec, value) {
+    if (spec.scale === "div") return Math.abs(value - spec.centre);
+    return spec.scale === "neg" ? -value : value;
+  }
+
+  function applyChannel(step) {
+    var spec = channelSpec(step);
+    var previous = step.__tdLevels;
+    step.querySelectorAll(".td-legend-chan").forEach(function (p) { p.hidden = true; });
+    step.querySelectorAll(".td-chan-stats").forEach(function (p) { p.remove(); });
+    if (!spec) {
+      if (previous) previous.tokens.forEach(function (t, i) { if (previous.classes[i]) t.classList.remove(previous.classes[i]); });
+      step.__tdLevels = null;
+      step.classList.remove("td-chan");
+      var mode = setting(step, "mode");
+      applyMode(step, mode ? mode.value : "flag");
+      return;
+    }
+    var sections = Array.prototype.slice.call(step.querySelectorAll(".td-traj"));
+    var per = sections.map(function (section) { return sectionValues(section, spec); });
+    var all = [];
+    per.forEach(function (p) { p.values.forEach(function (v) { if (isFinite(v)) all.push(strength(spec, v)); }); });
+    var sorted = Float64Array.from(all).sort();
+    var max = sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))] : 0;
+    if (!(max > 0)) max = sorted.length ? Math.max(Math.abs(sorted[sorted.length - 1]), 1e-12) : 1;
+    if (previous) previous.tokens.forEach(function (t, i) { if (previous.classes[i]) t.classList.remove(previous.classes[i]); });
+    var levels = { tokens: [], classes: [] };
+    per.forEach(function (p, k) {
+      for (var i = 0; i < p.tokens.length; i++) {
+        var v = p.values[i], cls = "";
+        if (isFinite(v)) {
+          if (spec.scale === "div") {
+            var d = Math.max(-4, Math.min(4, Math.round((v - spec.centre) / max * 4)));
+            cls = d === 0 ? "" : "v" + (d + 4);
+          } else {
+            cls = "c" + Math.max(0, Math.min(HEAT_LEVELS - 1, Math.floor(strength(spec, v) / max * HEAT_LEVELS)));
+          }
+        }
+        if (cls) { p.tokens[i].classList.add(cls); levels.tokens.push(p.tokens[i]); levels.classes.push(cls); }
+      }
+      channelStats(sections[k], spec, p.values);
+    });
+    step.__tdLevels = levels;
+    step.classList.remove("td-heat");
+    step.classList.add("td-chan");
+    var legend = step.querySelector(spec.scale === "div" ? ".td-legend-div" : ".td-legend-seq");
+    if (legend) {
+      legend.hidden = false;
+      var fill = function (cls, text) { var el = legend.querySelector(cls); if (el) el.textContent = text; };
+      fill(".td-chan-name", spec.label);
+      fill(".td-chan-hi", spec.scale === "neg" ? "\u2212" + rounded(max, 3) : rounded(max, 3));
+      fill(".td-chan-lo", "0");
+      fill(".td-chan-centre", rounded(spec.centre, 3));
+      fill(".td-chan-ends", rounded(spec.centre - max, 3) + " \u2026 " + rounded(spec.centre, 3) + " \u2026 " + rounded(spec.centre + max, 3));
+      fill(".td-chan-note", spec.scale === "neg" ? "(coloured by \u2212log-prob: darker is less likely)" : "");
+    }
+  }
+
+  /* A trajectory's mean, lowest and highest value of the chosen channel, under its statistics. */
+  function channelStats(section, spec, values) {
+    var n = 0, sum = 0, lo = Infinity, hi = -Infinity;
+    for (var i = 0; i < values.length; i++) {
+      var v = values[i];
+      if (!isFinite(v)) continue;
+      n++; sum += v;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    var p = document.createElement("p");
+    p.className = "td-note td-chan-stats";
+    p.textContent = n ? spec.label + ": mean " + rounded(sum / n, 4) + ", min " + rounded(lo, 4) + ", max " + rounded(hi, 4) +
+      " over " + n.toLocaleString("en") + " token" + (n === 1 ? "" : "s")
+      : spec.label + ": no values for this trajectory";
+    var anchor = section.querySelector(".td-stats") || section.querySelector(".td-traj-title");
+    if (anchor) anchor.insertAdjacentElement("afterend", p);
   }
 
   function line(parent, label, value) {
@@ -387,11 +555,16 @@
     if (value !== null) line(tip, "entropy", value);  // only values the file has
     line(tip, "position", String(position));
     if (token.classList.contains("h")) line(tip, "flag", "high-entropy");
-    var logprob = valueAt(container, "logprob", position);
-    if (logprob !== null) line(tip, "log-prob", logprob);
-    var advantage = valueAt(container, "advantage", position);
-    if (advantage !== null) line(tip, "advantage", advantage);
-    if (token.classList.contains("td-end")) line(tip, "token", "the response\u2019s last token: not in generated_tokens " +
+    CHANNEL_LABELS.forEach(function (pair) {
+      var shownValue = valueAt(container, pair[0], position);
+      if (shownValue !== null) line(tip, pair[1], shownValue);
+      else if (pair[0] === "surprisal" && !container.hasAttribute("data-surprisal")) {
+        var logprob = valueAt(container, "logprob", position);  /* its definition: −log-prob */
+        if (logprob !== null) line(tip, "surprisal", String(-Number(logprob)) + " (\u2212log-prob)");
+      }
+    });
+    if (container.classList.contains("td-ids")) line(tip, "token id", tokenText(token) + " (no tokenizer given: the id as written)");
+    else if (token.classList.contains("td-end")) line(tip, "token", "the response\u2019s last token: not in generated_tokens " +
                                                           "(the end of sequence, or the last token of a response cut at the length limit)");
     else if (tokenText(token) === "") line(tip, "token", "empty (a special token: decoded with skip_special_tokens)");
     else line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");

