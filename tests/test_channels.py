@@ -60,7 +60,14 @@ def channel_page(channel_site, serve, page):
 
 
 def page_tokens(page) -> list[list[dict]]:
-    """Per trajectory section: each token's classes and whether it is flagged."""
+    """Per trajectory section: each token's classes and whether it is flagged (each section
+    scrolled into view first: tokens are coloured when their trajectory comes near the screen)."""
+    channel = page.locator("[data-td-setting='channel']").input_value()
+    if channel and channel != "entropy":
+        for section in page.locator(".td-traj").all():
+            section.scroll_into_view_if_needed()
+        page.wait_for_function(f"""Array.from(document.querySelectorAll('.td-traj'))
+            .every(s => s.getAttribute('data-coloured') === '{channel}')""")
     return page.locator(".td-traj").evaluate_all("""ss => ss.map(s => Array.from(s.querySelectorAll('.td-tokens > i'))
         .map(t => ({cls: Array.from(t.classList), h: t.classList.contains('h'), text: t.textContent})))""")
 

@@ -368,6 +368,17 @@
     return sign * Math.pow(2, exponent - 15) * (1 + fraction / 1024);
   }
 
+  /* Every float16 bit pattern's value, made once (the same as float16() on each). */
+  var HALF = null;
+  function halfTable() {
+    if (!HALF) {
+      var view = new DataView(new ArrayBuffer(2));
+      HALF = new Float32Array(65536);
+      for (var bits = 0; bits < 65536; bits++) { view.setUint16(0, bits, true); HALF[bits] = float16(view, 0); }
+    }
+    return HALF;
+  }
+
   /* Per-token numbers of a token container (data-<name>): float16 little-endian in base64, or
      "!" + float32; one value stands for all tokens. Decoded once per container and name, when
      first needed (a hover, or choosing that channel). */
@@ -385,7 +396,8 @@
       var view = new DataView(bytes.buffer);
       var size = wide ? 4 : 2;
       var values = new Float32Array(Math.floor(bytes.length / size));
-      for (var j = 0; j < values.length; j++) values[j] = wide ? view.getFloat32(j * 4, true) : float16(view, j * 2);
+      var table = wide ? null : halfTable();
+      for (var j = 0; j < values.length; j++) values[j] = wide ? view.getFloat32(j * 4, true) : table[view.getUint16(j * 2, true)];
       cache[name] = { values: values, digits: wide ? 4 : 3 };
     } catch (e) { /* not base64: no values */ }
     return cache[name];
@@ -414,6 +426,11 @@
     ["advantage", "advantage"], ["token_reward", "token reward"], ["logprob", "log-prob"],
     ["ref_logprob", "ref log-prob"], ["importance_ratio", "importance ratio"]];
 
+  function shortLabel(name) {
+    for (var i = 0; i < CHANNEL_LABELS.length; i++) if (CHANNEL_LABELS[i][0] === name) return CHANNEL_LABELS[i][1];
+    return name;
+  }
+
   /* --- colour by a per-token channel (the "Colour by" control) -------------------------- */
   function channelSpec(step) {
     var select = setting(step, "channel");
@@ -429,18 +446,21 @@
     };
   }
 
-  /* The chosen channel's value of each token of a trajectory (NaN where none), and its tokens. */
-  function sectionValues(section, spec) {
-    var tokens = [], values = [];
+  /* The chosen channel's value of each token of a trajectory, in token order (NaN where none):
+     decoded from the containers' attributes, no token element touched. */
+  function sectionNumbers(section, spec) {
+    var values = [];
     containers(section).forEach(function (box) {
-      var list = containerTokens(box);
+      var n = box.children.length;
+      var rest = box.nextElementSibling;
+      if (rest && rest.matches("template.td-rest")) n += rest.content.children.length;
       var packed = channelValues(box, spec.from);
-      for (var i = 0; i < list.length; i++) {
-        tokens.push(list[i]);
-        values.push(spec.sign * channelAt(packed, i));
-      }
+      for (var i = 0; i < n; i++) values.push(spec.sign * channelAt(packed, i));
     });
-    return { tokens: tokens, values: values };
+    return values;
+  }
+  function sectionValues(section, spec) {
+    return { tokens: allTokens(section), values: sectionNumbers(section, spec) };
   }
 
   /* What ranks and colours a value: its distance from the centre on a diverging scale, the
@@ -450,44 +470,36 @@
     return spec.scale === "neg" ? -value : value;
   }
 
+  /* Choosing a channel computes its step-wide scale and each trajectory's statistics from the
+     decoded values alone; tokens get their colour a trajectory at a time, when it comes near the
+     screen, so a step of long responses switches at once. */
   function applyChannel(step) {
     var spec = channelSpec(step);
-    var previous = step.__tdLevels;
+    var sections = Array.prototype.slice.call(step.querySelectorAll(".td-traj"));
     step.querySelectorAll(".td-legend-chan").forEach(function (p) { p.hidden = true; });
     step.querySelectorAll(".td-chan-stats").forEach(function (p) { p.remove(); });
     if (!spec) {
-      if (previous) previous.tokens.forEach(function (t, i) { if (previous.classes[i]) t.classList.remove(previous.classes[i]); });
-      step.__tdLevels = null;
+      sections.forEach(function (section) {
+        section.__tdJob = null;
+        if (observer) observer.unobserve(section);
+        clearSection(section);
+      });
       step.classList.remove("td-chan");
       var mode = setting(step, "mode");
       applyMode(step, mode ? mode.value : "flag");
       return;
     }
-    var sections = Array.prototype.slice.call(step.querySelectorAll(".td-traj"));
-    var per = sections.map(function (section) { return sectionValues(section, spec); });
+    var per = sections.map(function (section) { return sectionNumbers(section, spec); });
     var all = [];
-    per.forEach(function (p) { p.values.forEach(function (v) { if (isFinite(v)) all.push(strength(spec, v)); }); });
+    per.forEach(function (values) { values.forEach(function (v) { if (isFinite(v)) all.push(strength(spec, v)); }); });
     var sorted = Float64Array.from(all).sort();
     var max = sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))] : 0;
     if (!(max > 0)) max = sorted.length ? Math.max(Math.abs(sorted[sorted.length - 1]), 1e-12) : 1;
-    if (previous) previous.tokens.forEach(function (t, i) { if (previous.classes[i]) t.classList.remove(previous.classes[i]); });
-    var levels = { tokens: [], classes: [] };
-    per.forEach(function (p, k) {
-      for (var i = 0; i < p.tokens.length; i++) {
-        var v = p.values[i], cls = "";
-        if (isFinite(v)) {
-          if (spec.scale === "div") {
-            var d = Math.max(-4, Math.min(4, Math.round((v - spec.centre) / max * 4)));
-            cls = d === 0 ? "" : "v" + (d + 4);
-          } else {
-            cls = "c" + Math.max(0, Math.min(HEAT_LEVELS - 1, Math.floor(strength(spec, v) / max * HEAT_LEVELS)));
-          }
-        }
-        if (cls) { p.tokens[i].classList.add(cls); levels.tokens.push(p.tokens[i]); levels.classes.push(cls); }
-      }
-      channelStats(sections[k], spec, p.values);
+    sections.forEach(function (section, k) {
+      channelStats(section, spec, per[k]);
+      section.__tdJob = { spec: spec, max: max };
+      watch(section);
     });
-    step.__tdLevels = levels;
     step.classList.remove("td-heat");
     step.classList.add("td-chan");
     var legend = step.querySelector(spec.scale === "div" ? ".td-legend-div" : ".td-legend-seq");
@@ -503,6 +515,53 @@
     }
   }
 
+  var observer = null;
+  function watch(section) {
+    if (!("IntersectionObserver" in window)) { colourSection(section); return; }
+    if (!observer) {
+      observer = new IntersectionObserver(function (entries) {
+        entries.forEach(function (entry) {
+          if (entry.isIntersecting) { observer.unobserve(entry.target); colourSection(entry.target); }
+        });
+      }, { rootMargin: "1500px 0px" });
+    }
+    observer.unobserve(section);
+    observer.observe(section);
+  }
+
+  /* Colour one trajectory's tokens by its pending channel: sequential levels c0-c9 from 0 to the
+     step's 99th percentile; diverging levels v0-v8 around the centre, v4 (at it) uncoloured. */
+  function colourSection(section) {
+    var job = section.__tdJob;
+    section.__tdJob = null;
+    clearSection(section);
+    if (!job) return;
+    var spec = job.spec, max = job.max;
+    var tokens = allTokens(section);
+    var values = sectionNumbers(section, spec);
+    var done = { tokens: [], classes: [] };
+    for (var i = 0; i < tokens.length; i++) {
+      var v = values[i], cls = "";
+      if (!isFinite(v)) continue;
+      if (spec.scale === "div") {
+        var d = Math.max(-4, Math.min(4, Math.round((v - spec.centre) / max * 4)));
+        cls = d === 0 ? "" : "v" + (d + 4);
+      } else {
+        cls = "c" + Math.max(0, Math.min(HEAT_LEVELS - 1, Math.floor(strength(spec, v) / max * HEAT_LEVELS)));
+      }
+      if (cls) { tokens[i].classList.add(cls); done.tokens.push(tokens[i]); done.classes.push(cls); }
+    }
+    section.__tdLevels = done;
+    section.setAttribute("data-coloured", spec.name);
+  }
+
+  function clearSection(section) {
+    var previous = section.__tdLevels;
+    if (previous) previous.tokens.forEach(function (t, i) { t.classList.remove(previous.classes[i]); });
+    section.__tdLevels = null;
+    section.removeAttribute("data-coloured");
+  }
+
   /* A trajectory's mean, lowest and highest value of the chosen channel, under its statistics. */
   function channelStats(section, spec, values) {
     var n = 0, sum = 0, lo = Infinity, hi = -Infinity;
@@ -515,10 +574,13 @@
     }
     var p = document.createElement("p");
     p.className = "td-note td-chan-stats";
-    p.textContent = n ? spec.label + ": mean " + rounded(sum / n, 4) + ", min " + rounded(lo, 4) + ", max " + rounded(hi, 4) +
+    var label = spec.name === "surprisal" && spec.from === "logprob" ? "surprisal (\u2212log-prob)" : shortLabel(spec.name);
+    p.textContent = n ? label + ": mean " + rounded(sum / n, 4) + ", min " + rounded(lo, 4) + ", max " + rounded(hi, 4) +
       " over " + n.toLocaleString("en") + " token" + (n === 1 ? "" : "s")
-      : spec.label + ": no values for this trajectory";
+      : label + ": no values for this trajectory";
     var anchor = section.querySelector(".td-stats") || section.querySelector(".td-traj-title");
+    var note = anchor && anchor.nextElementSibling;  /* after the statistics' own note */
+    if (note && note.matches("p.td-note:not(.td-chan-stats)")) anchor = note;
     if (anchor) anchor.insertAdjacentElement("afterend", p);
   }
 
