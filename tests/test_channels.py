@@ -291,3 +291,55 @@ def test_turns_read_as_a_conversation():
     assert texts == {"trajectory 0 turn 3 text": long, "trajectory 1 turn 0 text": {"same as": "trajectory 0 turn 3 text"}}
     page = step_fragments(step, summarize_step(1, step), "x.json", options)[0]
     assert 'data-td-setting="channel"' in page and '<option value="surprisal"' in page
+
+
+LOGPROBS = [-0.1, -2.5, -0.4, -3.9, -0.05, -1.2, -0.7, -5.0, -0.2, -0.9]
+
+
+@pytest.mark.browser
+def test_a_step_with_channels_but_no_entropy(page, tmp_path, serve):
+    """Log-probs and advantages but no entropy marks: nothing coloured or flagged until a channel
+    is chosen; then the heat, slider and statistics follow it."""
+    records = [trajectory(1, i, [tok(f" t{j}") for j in range(10)], reward=0.5 * i,
+                          action_log_probs=[-0.3] + [v - i for v in LOGPROBS], advantages=[i - 0.5] * 11)
+               for i in range(2)]
+    write_step(tmp_path / "results", "exp", 1, records)
+    build_site(tmp_path)
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    select = page.locator("[data-td-setting='channel']")
+    assert select.locator("option").evaluate_all("os => os.map(o => o.value)") == ["", "surprisal", "advantage"]
+    assert page.locator(".td-tokens > i.h").count() == 0 and page.locator("[data-td-setting='mode']").count() == 0
+    assert "none flagged" in page.locator(".td-ratio-note").inner_text()
+    assert page.locator(".td-traj[data-coloured]").count() == 0
+    page.select_option("[data-td-setting='channel']", "surprisal")
+    tokens = page_tokens(page)
+    surprisal = file_channel(records, "action_log_probs", [len(ts) for ts in tokens], -1.0)
+    assert levels(tokens) == expected_levels(surprisal, "seq")
+    page.locator("[data-td-setting='ratio']").fill("20")
+    top = sorted(range(len(surprisal[0])), key=lambda j: -surprisal[0][j])[:2]  # floor(20% of 11 tokens)
+    assert [t["text"] for t in page_tokens(page)[0] if t["h"]] == [tokens[0][j]["text"] for j in sorted(top)]
+    assert "by surprisal" in page.locator(".td-ratio-note").inner_text()
+    assert "surprisal (−log-prob): mean" in page.locator(".td-traj").first.locator(".td-chan-stats").inner_text()
+    page.get_by_role("button", name="no flags").click()
+    assert page.locator(".td-tokens > i.h").count() == 0
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_tokens_are_coloured_as_their_trajectory_nears_the_screen(page, tmp_path, serve):
+    records = [trajectory(1, i, [tok(f" t{j}", j == 3, 0.1 * j) for j in range(10)], reward=0.1 * i,
+                          action_log_probs=[-0.3] + LOGPROBS, advantages=[0.5] * 11,
+                          note="x\n" * 40) for i in range(40)]
+    write_step(tmp_path / "results", "exp", 1, records)
+    build_site(tmp_path)
+    page.goto(serve(tmp_path / "site") + "runs/exp/step-1/")
+    page.select_option("[data-td-setting='channel']", "surprisal")
+    page.wait_for_function("document.querySelector('.td-traj').getAttribute('data-coloured') === 'surprisal'")
+    last = page.locator(".td-traj").last
+    assert last.get_attribute("data-coloured") is None and last.locator(".td-tokens > i.c9").count() == 0
+    assert "mean" in last.locator(".td-chan-stats").inner_text()  # statistics at once, for every trajectory
+    last.scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelectorAll('.td-traj')[39].getAttribute('data-coloured') === 'surprisal'")
+    assert last.locator(".td-tokens > i.c9").count() == 1  # the least likely token (−5.0) tops the scale
+    page.select_option("[data-td-setting='channel']", "entropy")
+    assert page.locator(".td-traj[data-coloured]").count() == 0 and page.locator(".td-tokens > i.c9").count() == 0
