@@ -343,3 +343,32 @@ def test_tokens_are_coloured_as_their_trajectory_nears_the_screen(page, tmp_path
     assert last.locator(".td-tokens > i.c9").count() == 1  # the least likely token (−5.0) tops the scale
     page.select_option("[data-td-setting='channel']", "entropy")
     assert page.locator(".td-traj[data-coloured]").count() == 0 and page.locator(".td-tokens > i.c9").count() == 0
+
+
+def test_every_channel_gets_its_scale_and_label():
+    from trajdocs.model import CHANNELS
+    from trajdocs.render import channel_options
+    options = channel_options(list(CHANNELS), entropy=True)
+    assert [v for v, _, _ in options] == ["entropy"] + [n for n in CHANNELS if n != "logprob"]  # the file's surprisal
+    attrs = {v: extra for v, _, extra in options}
+    assert 'data-scale="div" data-centre="0.0"' in attrs["advantage"] and 'data-scale="div"' in attrs["token_reward"]
+    assert 'data-centre="1.0"' in attrs["importance_ratio"] and 'data-scale="neg"' in attrs["ref_logprob"]
+    assert 'data-scale="seq"' in attrs["mismatch"] and 'data-scale="seq"' in attrs["mismatch_kl"]
+    derived = channel_options(["mismatch", "logprob"], entropy=False)
+    assert [v for v, _, _ in derived] == ["", "surprisal", "mismatch"]
+    assert 'data-from="logprob" data-sign="-1"' in derived[1][2] and "derived" in derived[1][1]
+
+
+def test_mismatch_in_the_step_table_charts_and_downloads():
+    from trajdocs.insights import Run, aggregates_csv, experiment_charts
+    from trajdocs.render import experiment_table
+    summaries = [StepSummary(1, trajectories=2, mean_mismatch=0.02, mean_mismatch_kl=0.001),
+                 StepSummary(2, trajectories=2, mean_mismatch=0.05, mean_mismatch_kl=0.004)]
+    charts = experiment_charts(Run("exp", summaries, ["s1", "s2"]))
+    assert "Mean log-prob mismatch |inference − trainer| per token" in charts and "Mean mismatch KL" in charts
+    assert "Mean surprisal" not in charts  # no step has it
+    rows = list(csv.DictReader(io.StringIO(aggregates_csv(summaries))))
+    assert [r["mean_mismatch"] for r in rows] == ["0.02", "0.05"] and rows[1]["mean_mismatch_kl"] == "0.004"
+    table = experiment_table(summaries, ["s1", "s2"])
+    assert "<th>Mean log-prob mismatch</th>" in table and "<th>Mean surprisal</th>" not in table
+    assert "<td>0.05</td>" in table

@@ -460,6 +460,7 @@ class EntropyScale:
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory], summary: StepSummary) -> "EntropyScale":
         token_sets = [t.tokens for t in trajectories if t.tokens is not None and not t.tokens.segments]
+        token_sets += [turn.tokens for t in trajectories for turn in t.turns if turn.tokens is not None]
         if all(tk.scores.count(None) == len(tk.scores) for tk in token_sets):
             return cls("none", None, summary.high_entropy_ratio)
         if any(None in tk.scores for tk in token_sets):
@@ -481,7 +482,7 @@ class EntropyScale:
 class StepHas:
     """What a step's data holds: controls, columns and statistics appear only for that."""
 
-    tokens: bool = False  # token data (flags, scores) in some trajectory
+    tokens: bool = False  # token data (flags, scores) in some trajectory (its response or a model turn)
     correct: bool = False  # a correct / incorrect verdict for some trajectory
     advantage: bool = False
     length: bool = False  # a response length for some trajectory
@@ -496,14 +497,16 @@ class StepHas:
         texts = {key for t in tokenised for key, value in (("gen", t.generated_text), ("pure", t.pure_generated_text))
                  if value is not None}
         names: set = set()
-        turn_scores = False
+        turn_scores = turn_tokens = False
         for t in trajectories:  # per trajectory and turn, never per token
             names.update(t.token_values)
             for turn in t.turns:
                 names.update(turn.token_values)
-                if turn.tokens is not None and not turn_scores:
-                    turn_scores = turn.tokens.scores.count(None) < len(turn.tokens.scores)
-        return cls(bool(tokenised), any(t.correct is not None for t in trajectories),
+                if turn.tokens is not None:
+                    turn_tokens = True
+                    if not turn_scores:
+                        turn_scores = turn.tokens.scores.count(None) < len(turn.tokens.scores)
+        return cls(bool(tokenised) or turn_tokens, any(t.correct is not None for t in trajectories),
                    any(t.advantage is not None for t in trajectories),
                    any(t.response_length is not None for t in trajectories),
                    any(t.tokens.end for t in tokenised), frozenset(texts),
