@@ -184,6 +184,7 @@
 
   function init() {
     hideTip();
+    if (observer) observer.disconnect();  /* trajectories of the page left behind (instant navigation) */
     prepareTables();
     var state = loadState();
     document.querySelectorAll(".td-step").forEach(function (step) {
