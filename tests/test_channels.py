@@ -271,14 +271,19 @@ def test_turns_read_as_a_conversation():
              Turn("assistant", tokens=Tokens(["4", " is", " it"], [False, True, False], [0.1, 2.5, 0.2]),
                   token_values={"logprob": [-0.1, -2.0, -0.3]}),
              Turn("tool", long),
-             Turn("assistant", tokens=Tokens(["151644", "872"], [False, False], [None, None], ids=True))]
+             Turn("assistant", tokens=Tokens(["151644", "872"], [False, False], [None, None], ids=True)),
+             Turn("assistant", "text only: no tokens in the file")]
     options = RenderOptions(max_text=40)
     tree = parse(turns_html(turns, options))
     cards = tree.findall(".//div[@data-role]")
-    assert [c.get("data-role") for c in cards] == ["system", "user", "assistant", "tool", "assistant"]
-    assert [c.find(".//span[@class='td-role']").text for c in cards] == ["system", "user", "assistant", "tool", "assistant"]
+    roles = ["system", "user", "assistant", "tool", "assistant", "assistant"]
+    assert [c.get("data-role") for c in cards] == roles
+    assert [c.find(".//span[@class='td-role']").text for c in cards] == roles
     kinds = [c.get("class").split()[1] for c in cards]
-    assert kinds == ["td-other-turn", "td-other-turn", "td-model-turn", "td-tool-turn", "td-model-turn"]
+    assert kinds == ["td-other-turn", "td-other-turn", "td-model-turn", "td-tool-turn", "td-model-turn",
+                     "td-model-text-turn"]  # a model turn (td-model-turn) always holds its tokens
+    assert all(c.find(".//div[@class]") is not None and "td-tokens" in " ".join(
+        d.get("class", "") for d in c.iter("div")) for c in cards if "td-model-turn" in c.get("class").split())
     assert text_of(cards[0].find(".//pre")) == "You are <helpful>."  # escaped (a leading newline in <pre> is not content), shown exactly
     model = cards[2].find(".//div[@class='td-tokens']")
     assert [text_of(i) for i in model.findall("i")] == ["4", " is", " it"] and model.get("data-logprob")

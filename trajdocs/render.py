@@ -371,7 +371,7 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     return "".join(parts)
 
 
-MODEL_ROLES = frozenset({"assistant", "model", "gpt", "bot"})  # roles styled as the model's even without tokens
+MODEL_ROLES = frozenset({"assistant", "model", "gpt", "bot"})  # text-only turns styled as the model's
 TOOL_ROLES = frozenset({"tool", "environment", "env", "ipython", "function", "observation", "feedback"})
 
 
@@ -383,7 +383,8 @@ def turns_html(turns: Sequence[Turn], options: RenderOptions) -> str:
     out = ['<div class="td-turns">']
     for n, turn in enumerate(turns):
         role = esc(turn.role)
-        kind = ("td-model-turn" if turn.tokens is not None or turn.role.lower() in MODEL_ROLES
+        kind = ("td-model-turn" if turn.tokens is not None  # the contract: a model turn holds a td-tokens
+                else "td-model-text-turn" if turn.role.lower() in MODEL_ROLES
                 else "td-tool-turn" if turn.role.lower() in TOOL_ROLES else "td-other-turn")
         if turn.tokens is not None:
             count = f'<span class="td-turn-count">{len(turn.tokens):,} token{"s" if len(turn.tokens) != 1 else ""}</span>'
