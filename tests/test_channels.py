@@ -377,3 +377,24 @@ def test_mismatch_in_the_step_table_charts_and_downloads():
     table = experiment_table(summaries, ["s1", "s2"])
     assert "<th>Mean log-prob mismatch</th>" in table and "<th>Mean surprisal</th>" not in table
     assert "<td>0.05</td>" in table
+
+
+@pytest.mark.browser
+def test_the_chosen_channel_follows_to_the_next_step(page, tmp_path, serve):
+    from conftest import wait_for_step
+    for step in (1, 2):
+        write_step(tmp_path / "results", "exp", step, [
+            trajectory(step, i, [tok(f" t{j}", j == 2, 0.2 * j) for j in range(10)], reward=0.5,
+                       action_log_probs=[v * step for v in LOGPROBS] + [-0.01], advantages=[0.5] * 11)
+            for i in range(2)])
+    base = serve(tmp_path / "site")
+    build_site(tmp_path, site_url=base)
+    page.goto(base + "runs/exp/step-1/")
+    page.select_option("[data-td-setting='channel']", "surprisal")
+    page.locator("a.td-next").first.click()  # Material's instant navigation: the page script runs again
+    wait_for_step(page, 2)
+    assert page.locator("[data-td-setting='channel']").input_value() == "surprisal"
+    page.wait_for_function("document.querySelector('.td-traj').getAttribute('data-coloured') === 'surprisal'")
+    first = page.locator(".td-traj").first.locator(".td-tokens > i")
+    assert "c9" in (first.nth(7).get_attribute("class") or "")  # −10.0, the least likely token of step 2
+    assert page.locator(".td-legend-seq").is_visible() and page.errors == []
