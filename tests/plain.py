@@ -62,3 +62,12 @@ def packed_floats(values: Sequence) -> Union[str, None]:
             return None
         return prefix + base64.b64encode(packed).decode("ascii")
     return None
+
+
+def finite_sum(values: list) -> tuple:
+    """Sum and count of the finite numbers of a list, one by one."""
+    finite = []
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            finite.append(float(v))
+    return (sum(finite), len(finite)) if finite else (0.0, 0)

@@ -27,9 +27,13 @@ METRICS: list[tuple[str, str, Getter, Callable]] = [  # (key, title, value, form
     ("entropy", "Mean entropy of scored tokens", lambda s: s.mean_entropy, fmt_stat),
     ("policy", "Policy entropy", lambda s: s.mean_policy_entropy, fmt_stat),
     ("reflection", "Reflection pattern score", lambda s: s.mean_reflection, fmt_stat),
+    ("mismatch", "Mean log-prob mismatch |inference − trainer| per token", lambda s: s.mean_mismatch, fmt_stat),
+    ("mismatch_kl", "Mean mismatch KL (inference vs trainer) per token", lambda s: s.mean_mismatch_kl, fmt_stat),
+    ("surprisal", "Mean surprisal (−log-prob) per token", lambda s: s.mean_surprisal, fmt_stat),
 ]
 CSV_FIELDS = ("step", "trajectories", "mean_reward", "mean_accuracy", "mean_response_length",
-              "high_entropy_ratio", "mean_entropy", "mean_policy_entropy", "mean_reflection", "tokens",
+              "high_entropy_ratio", "mean_entropy", "mean_policy_entropy", "mean_reflection", "mean_mismatch",
+              "mean_mismatch_kl", "mean_surprisal", "tokens",
               "high_entropy_tokens", "problems", "unreadable")
 
 

@@ -138,6 +138,9 @@ class StepSummary:
     mean_reflection: Union[float, None] = None
     histogram: list[int] = field(default_factory=list)  # entropy scores per HISTOGRAM_BINS bin
     cut_texts: int = 0  # texts shown cut on the step's pages, published whole (render.long_texts)
+    mean_mismatch: Union[float, None] = None  # mean |inference − trainer log-prob| over tokens (`mismatch` channel)
+    mean_mismatch_kl: Union[float, None] = None  # mean of the `mismatch_kl` channel over tokens
+    mean_surprisal: Union[float, None] = None  # mean surprisal (the channel, or −log-prob) over tokens
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from .charts import bar_chart
 from .formats import CorrectRule, ReadContext
 from .tokenizer import NO_TOKENIZER_NOTE
-from .model import Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory, Turn
+from .model import CHANNELS, Experiment, ListSummary, MetaValue, StepData, StepSummary, Tokens, Trajectory, Turn
 from .stats import (HISTOGRAM_WIDTH, TokenStats, finite_mean, group_trajectories, trajectory_stats,
                     trajectory_table)
 from .text import (DASH, attr, counted, esc, esc_breakable, fmt_number, fmt_ratio, fmt_stat, name_html, needs_escape,
@@ -97,7 +97,8 @@ def long_tokens(texts: Sequence[str]) -> dict[int, int]:
 
 def long_texts(data: StepData, options: "RenderOptions") -> dict[str, Union[str, dict]]:
     """The texts of a step that pages show cut, by where they are ("trajectory 3 token 17",
-    "trajectory 3 pure_generated_text", ...): tokens longer than TOKEN_CHARS, other texts longer
+    "trajectory 3 pure_generated_text", "trajectory 3 turn 2 text", "trajectory 3 turn 1 token 5",
+    ...): tokens longer than TOKEN_CHARS, other texts longer
     than `options.max_text`. Published whole next to the step page; a text equal to one listed
     before (a prompt shared by a group) is {"same as": that place}."""
     out: dict[str, Union[str, dict]] = {}
@@ -118,6 +119,12 @@ def long_texts(data: StepData, options: "RenderOptions") -> dict[str, Union[str,
         for key, value in t.metadata.items():
             if isinstance(value, str) and len(value) > limit:
                 add(f"trajectory {t.index} metadata {key}", value)
+        for n, turn in enumerate(t.turns):
+            if turn.tokens is not None:
+                for i in long_tokens(turn.tokens.texts):
+                    add(f"trajectory {t.index} turn {n} token {i}", turn.tokens.texts[i])
+            elif turn.text is not None and len(turn.text) > limit:
+                add(f"trajectory {t.index} turn {n} text", turn.text)
     return out
 
 
@@ -203,7 +210,8 @@ def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None 
     shown = token_elements(tokens.texts[:head], tokens.flags[:head], tokens.scores[:head], tokens.end and n == head)
     packed = {name: packed_floats(v) for name, v in (values or {}).items()}
     extra = "".join(f' data-{name}="{p}"' for name, p in packed.items() if p is not None)
-    html = f'<div class="td-tokens"{extra}>{shown}</div>'
+    cls = "td-tokens td-ids" if tokens.ids else "td-tokens"
+    html = f'<div class="{cls}"{extra}>{shown}</div>'
     if n > head:
         rest = token_elements(tokens.texts[head:], tokens.flags[head:], tokens.scores[head:], tokens.end)
         html += (f'<template class="td-rest">{rest}</template>'
@@ -374,23 +382,33 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     return "".join(parts)
 
 
+MODEL_ROLES = frozenset({"assistant", "model", "gpt", "bot"})  # text-only turns styled as the model's
+TOOL_ROLES = frozenset({"tool", "environment", "env", "ipython", "function", "observation", "feedback"})
+
+
 def turns_html(turns: Sequence[Turn], options: RenderOptions) -> str:
-    """A conversation in order: each turn labelled with its role as written; a turn with tokens
-    (the model's) tokenised like a response, the others as plain text."""
+    """A conversation in order: each turn with its role as written in a chip; a turn with tokens
+    (the model's) tokenised like a response and coloured like one, the others as plain text
+    (tool / environment turns set apart). Texts longer than `options.max_text` are cut (see
+    `long_texts`)."""
     out = ['<div class="td-turns">']
     for n, turn in enumerate(turns):
         role = esc(turn.role)
+        kind = ("td-model-turn" if turn.tokens is not None  # the contract: a model turn holds a td-tokens
+                else "td-model-text-turn" if turn.role.lower() in MODEL_ROLES
+                else "td-tool-turn" if turn.role.lower() in TOOL_ROLES else "td-other-turn")
         if turn.tokens is not None:
-            count = f" · {len(turn.tokens):,} token{'s' if len(turn.tokens) != 1 else ''}"
-            out.append(f'<div class="td-turn td-model-turn" data-role="{attr(turn.role)}" data-turn="{n}">'
-                       f'<div class="td-label">{role}{count}</div>'
+            count = f'<span class="td-turn-count">{len(turn.tokens):,} token{"s" if len(turn.tokens) != 1 else ""}</span>'
+            out.append(f'<div class="td-turn {kind}" data-role="{attr(turn.role)}" data-turn="{n}">'
+                       f'<div class="td-turn-head"><span class="td-role">{role}</span>{count}</div>'
                        f'{tokens_html(turn.tokens, options.max_tokens, turn.token_values)}')
             if turn.tokens.ids:
                 out.append(f'<p class="td-note td-ids-note">{esc(NO_TOKENIZER_NOTE[0].upper() + NO_TOKENIZER_NOTE[1:])}.</p>')
         else:
             text = turn.text or ""
             cut = cut_note(options.max_text, len(text)) if len(text) > options.max_text else ""
-            out.append(f'<div class="td-turn" data-role="{attr(turn.role)}" data-turn="{n}"><div class="td-label">{role}</div>'
+            out.append(f'<div class="td-turn {kind}" data-role="{attr(turn.role)}" data-turn="{n}">'
+                       f'<div class="td-turn-head"><span class="td-role">{role}</span></div>'
                        f'<pre class="td-text">\n{text_html(text[:options.max_text])}</pre>{cut}')
         out.append("</div>")
     out.append("</div>")
@@ -463,6 +481,7 @@ class EntropyScale:
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory], summary: StepSummary) -> "EntropyScale":
         token_sets = [t.tokens for t in trajectories if t.tokens is not None and not t.tokens.segments]
+        token_sets += [turn.tokens for t in trajectories for turn in t.turns if turn.tokens is not None]
         if all(tk.scores.count(None) == len(tk.scores) for tk in token_sets):
             return cls("none", None, summary.high_entropy_ratio)
         if any(None in tk.scores for tk in token_sets):
@@ -484,22 +503,35 @@ class EntropyScale:
 class StepHas:
     """What a step's data holds: controls, columns and statistics appear only for that."""
 
-    tokens: bool = False  # token data (flags, scores) in some trajectory
+    tokens: bool = False  # token data (flags, scores) in some trajectory (its response or a model turn)
     correct: bool = False  # a correct / incorrect verdict for some trajectory
     advantage: bool = False
     length: bool = False  # a response length for some trajectory
     shifted: bool = False  # LightRFT saver's generated_tokens: scores moved onto the tokens they belong to
     texts: frozenset = frozenset()  # which of generated_text / pure_generated_text some tokenised trajectory has
+    channels: tuple = ()  # per-token channels some trajectory or turn has (names of model.CHANNELS, in that order)
+    turn_scores: bool = False  # some model turn has entropy scores
 
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory]) -> "StepHas":
         tokenised = [t for t in trajectories if t.tokens is not None]
         texts = {key for t in tokenised for key, value in (("gen", t.generated_text), ("pure", t.pure_generated_text))
                  if value is not None}
-        return cls(bool(tokenised), any(t.correct is not None for t in trajectories),
+        names: set = set()
+        turn_scores = turn_tokens = False
+        for t in trajectories:  # per trajectory and turn, never per token
+            names.update(t.token_values)
+            for turn in t.turns:
+                names.update(turn.token_values)
+                if turn.tokens is not None:
+                    turn_tokens = True
+                    if not turn_scores:
+                        turn_scores = turn.tokens.scores.count(None) < len(turn.tokens.scores)
+        return cls(bool(tokenised) or turn_tokens, any(t.correct is not None for t in trajectories),
                    any(t.advantage is not None for t in trajectories),
                    any(t.response_length is not None for t in trajectories),
-                   any(t.tokens.end for t in tokenised), frozenset(texts))
+                   any(t.tokens.end for t in tokenised), frozenset(texts),
+                   tuple(name for name in CHANNELS if name in names), turn_scores)
 
 
 def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, True)) -> str:
@@ -507,8 +539,10 @@ def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, 
     boxes = "".join(
         f'<label><input type="checkbox" data-td-toggle="{key}"{" checked" if on else ""}> {label}</label>'
         for key, label, on in TOGGLES if key in shown)
-    mode = ('<label>Colour <select data-td-setting="mode"><option value="flag">high-entropy flags</option>'
+    mode = ('<label class="td-mode">Colour <select data-td-setting="mode"><option value="flag">high-entropy flags</option>'
             '<option value="heat">entropy heat map</option></select></label>') if has.tokens and scale.scored == "all" else ""
+    entropy = (has.tokens and scale.scored != "none") or has.turn_scores
+    channels = channel_select(has.channels, entropy)
     slider = ""
     if has.tokens and scale.scored != "none" and scale.file_ratio:
         # with scores only on flagged tokens, the top k% is known for k up to the file's ratio
@@ -518,16 +552,69 @@ def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, 
                   f'value="{start}" aria-label="share of tokens to flag, percent"> <output class="td-ratio-out">'
                   f'{fmt_ratio(scale.file_ratio)}</output></label><button type="button" class="td-reset" data-td-reset="ratio">'
                   f'as in file</button>')
+    elif channels:  # no entropy flags in the file: the slider flags the top k% of the chosen channel
+        slider = ('<label>Flag top <input type="range" data-td-setting="ratio" min="1" max="50" value="10" '
+                  'aria-label="share of tokens to flag, percent"> <output class="td-ratio-out">off</output></label>'
+                  '<button type="button" class="td-reset" data-td-reset="ratio">no flags</button>')
     sorts = [(v, label) for v, label in SORTS if not (v.startswith("ratio") and not has.tokens)
              and not (v.startswith("adv") and not has.advantage) and not (v.startswith("len") and not has.length)]
     sort = "".join(f'<option value="{v}">{label}</option>' for v, label in sorts)
     filters = ('<label>Show <select data-td-setting="filter"><option value="">all</option><option value="correct">'
                'correct</option><option value="incorrect">incorrect</option></select></label>') if has.correct else ""
     return (f'<div class="td-controls" role="group" aria-label="Display options">{boxes}</div>'
-            f'<div class="td-controls" role="group" aria-label="Colour, flags, order">{mode}{slider}'
+            f'<div class="td-controls" role="group" aria-label="Colour, flags, order">{channels}{mode}{slider}'
             f'<label>Sort <select data-td-setting="sort">{sort}</select></label>{filters}</div>'
             '<p class="td-keys">Keys: <kbd>p</kbd> / <kbd>n</kbd> previous / next step · '
             '<kbd>j</kbd> / <kbd>k</kbd> next / previous trajectory</p>')
+
+
+# How each channel is coloured: "seq" (0 to the step's 99th percentile), "div" (a diverging scale
+# around a centre: below blue, above red), "neg" (by −value: a log-prob, darker = less likely).
+CHANNEL_SCALES: dict[str, tuple[str, float]] = {
+    "surprisal": ("seq", 0.0), "mismatch": ("seq", 0.0), "mismatch_kl": ("seq", 0.0),
+    "advantage": ("div", 0.0), "token_reward": ("div", 0.0), "logprob": ("neg", 0.0),
+    "ref_logprob": ("neg", 0.0), "importance_ratio": ("div", 1.0),
+}
+DERIVED_SURPRISAL = "surprisal = −log-prob (derived from the file's log-prob: exact)"
+
+
+def channel_options(names: Sequence[str], entropy: bool) -> list[tuple[str, str, str]]:
+    """The colour control's choices: (value, label, extra option attributes); entropy first when
+    the step has scores, then the channels in `model.CHANNELS` order. A log-prob stands as the
+    surprisal (−log-prob) when the file gives no surprisal: colouring by it would repeat that."""
+    out = [("entropy", "entropy", "")] if entropy else [("", "none", "")]
+    if "logprob" in names and "surprisal" not in names:
+        names = [n for n in CHANNELS if n in names or n == "surprisal"]
+    for name in names:
+        kind, centre = CHANNEL_SCALES.get(name, ("seq", 0.0))
+        if name == "surprisal" and "logprob" in names:  # not in the file: derived from its log-prob
+            out.append(("surprisal", DERIVED_SURPRISAL, ' data-scale="seq" data-from="logprob" data-sign="-1"'))
+            continue
+        if name == "logprob":
+            continue
+        out.append((name, CHANNELS.get(name, name), f' data-scale="{kind}" data-centre="{centre!r}"'))
+    return out
+
+
+def channel_select(names: Sequence[str], entropy: bool) -> str:
+    """The "Colour by" control; none when the step has no channel beside the entropy."""
+    if not names:
+        return ""
+    options = "".join(f'<option value="{value}"{extra}>{esc(label)}</option>'
+                      for value, label, extra in channel_options(names, entropy))
+    return f'<label class="td-channel">Colour by <select data-td-setting="channel">{options}</select></label>'
+
+
+CHANNEL_LEGEND = (
+    '<p class="td-legend-chan td-legend-seq" hidden>Colour: <b class="td-chan-name"></b>, background from '
+    '<span class="td-chan-lo"></span> to <span class="td-chan-hi"></span> (the 99th percentile of this step\'s '
+    'values; higher values get the top colour) <span class="td-colorbar" aria-hidden="true"></span> '
+    '<span class="td-chan-note"></span></p>'
+    '<p class="td-legend-chan td-legend-div" hidden>Colour: <b class="td-chan-name"></b> on a diverging scale: '
+    '<span class="td-neg-sample">blue</span> below <span class="td-chan-centre"></span>, '
+    '<span class="td-pos-sample">red</span> above, no colour at it; full colour from '
+    '<span class="td-chan-hi"></span> away (the 99th percentile of this step\'s distances) '
+    '<span class="td-divbar" aria-hidden="true"></span> <span class="td-chan-ends"></span></p>')
 
 
 SHIFT_NOTE = ('<p class="td-shift-note">Each token shows the flag and score of the step that chose it. '
@@ -537,13 +624,13 @@ SHIFT_NOTE = ('<p class="td-shift-note">Each token shows the flag and score of t
               'end of sequence, or the last token of a response cut at the length limit.</p>')
 
 
-def legend_html(scale: EntropyScale, shifted: bool = False) -> str:
+def legend_html(scale: EntropyScale, shifted: bool = False, channels: bool = False) -> str:
     ratio = "" if scale.file_ratio is None else f" ({fmt_ratio(scale.file_ratio)} of this step's tokens)"
     parts = ['<div class="td-legend">',
              f'<p class="td-legend-flag"><span class="td-swatch">underlined</span> tokens are high-entropy '
              f'("forking") tokens, <span class="td-ratio-note">as flagged in the file{ratio}</span>. '
-             'Hover or focus a token for its entropy score, position, exact text and, where the file has '
-             'them, its log-probability and advantage.</p>']
+             'Hover or focus a token for its entropy score, position, exact text and every other per-token '
+             'value the file has (log-probability, advantage, ...).</p>']
     if scale.heat_max is not None:
         parts.append(f'<p class="td-legend-heat">Heat map: background from 0 to {fmt_number(scale.heat_max)} '
                      '(the 99th percentile of this step\'s scores; higher scores get the top colour) '
@@ -553,6 +640,8 @@ def legend_html(scale: EntropyScale, shifted: bool = False) -> str:
                  '÷ all response tokens; average entropy: over the tokens that carry a score.</p>')
     if shifted:
         parts.append(SHIFT_NOTE)
+    if channels:
+        parts.append(CHANNEL_LEGEND)
     parts.append("</div>")
     return "".join(parts)
 
@@ -609,8 +698,13 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
                    '(JSON, by trajectory and place)</a>.</p></div>')
     if data.trajectories:
         top.append(controls_html(scale, has))
-        if has.tokens:
-            top.append(legend_html(scale, has.shifted))
+        if has.tokens and (scale.scored != "none" or not has.channels):
+            top.append(legend_html(scale, has.shifted, bool(has.channels)))
+        elif has.channels:  # no entropy in the file: flags only from the slider, colours from the channels
+            top.append('<div class="td-legend"><p class="td-legend-flag"><span class="td-swatch">underlined</span> '
+                       'tokens: <span class="td-ratio-note">none flagged (the file flags no tokens)</span>. Hover or '
+                       'focus a token for its position, exact text and every per-token value the file has.</p>'
+                       f'{CHANNEL_LEGEND}</div>')
         top.append(step_summary_line(summary))
         chart = bar_chart(f"Entropy scores of step {summary.step} ({sum(summary.histogram)} scored tokens)",
                           summary.histogram, HISTOGRAM_WIDTH, "entropy score")
@@ -645,6 +739,10 @@ def step_summary_line(s: StepSummary) -> str:
         parts.append(f"high-entropy ratio {fmt_ratio(s.high_entropy_ratio)}")
     if s.mean_entropy is not None:
         parts.append(f"mean entropy {fmt_stat(s.mean_entropy)}")
+    for label, value in (("mean log-prob mismatch", s.mean_mismatch), ("mean mismatch KL", s.mean_mismatch_kl),
+                         ("mean surprisal", s.mean_surprisal)):
+        if value is not None:
+            parts.append(f"{label} {fmt_stat(value)}")
     return f'<p class="td-step-summary">{" · ".join(parts)}</p>'
 
 
@@ -671,15 +769,24 @@ def pager(urls: Sequence[str], current: int, trajectories: int, per_page: int) -
             f'{len(urls)} pages (about {per_page} per page, prompt groups kept together): {" ".join(items)}</nav>')
 
 
+STEP_CHANNEL_COLUMNS = (  # step-table columns of the per-token channels' means, shown where some step has them
+    ("Mean log-prob mismatch", lambda s: s.mean_mismatch),
+    ("Mean mismatch KL", lambda s: s.mean_mismatch_kl),
+    ("Mean surprisal", lambda s: s.mean_surprisal),
+)
+
+
 def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> str:
     """Steps of an experiment; the accuracy and entropy columns only where some step has them."""
     accuracy = any(s.mean_accuracy is not None for s in summaries)
     length = any(s.mean_response_length is not None for s in summaries)
     ratio = any(s.high_entropy_ratio is not None for s in summaries)
     entropy = any(s.mean_entropy is not None for s in summaries)
+    extra = [(label, get) for label, get in STEP_CHANNEL_COLUMNS if any(get(s) is not None for s in summaries)]
     head = ("<tr><th>Step</th><th>Trajectories</th><th>Mean reward</th>" + ("<th>Mean accuracy</th>" if accuracy else "")
             + ("<th>Mean response length</th>" if length else "") + ("<th>High-entropy ratio</th>" if ratio else "")
-            + ("<th>Mean entropy</th>" if entropy else "") + "<th>Status</th></tr>")
+            + ("<th>Mean entropy</th>" if entropy else "") + "".join(f"<th>{label}</th>" for label, _ in extra)
+            + "<th>Status</th></tr>")
     rows = []
     for s, url in zip(summaries, urls):
         if s.unreadable:
@@ -693,7 +800,8 @@ def experiment_table(summaries: Sequence[StepSummary], urls: Sequence[str]) -> s
             f"<td>{fmt_stat(s.mean_reward)}</td>" + (f"<td>{fmt_stat(s.mean_accuracy)}</td>" if accuracy else "")
             + (f"<td>{fmt_stat(s.mean_response_length)}</td>" if length else "")
             + (f"<td>{fmt_ratio(s.high_entropy_ratio)}</td>" if ratio else "")
-            + (f"<td>{fmt_stat(s.mean_entropy)}</td>" if entropy else "") + f"<td>{status}</td></tr>")
+            + (f"<td>{fmt_stat(s.mean_entropy)}</td>" if entropy else "")
+            + "".join(f"<td>{fmt_stat(get(s))}</td>" for _, get in extra) + f"<td>{status}</td></tr>")
     return f'<table class="td-table td-sortable td-steps"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 

@@ -32,9 +32,19 @@
 
   /* Every token of a trajectory, the ones still collapsed in the template included. */
   function allTokens(section) {
-    var list = Array.prototype.slice.call(section.querySelectorAll(".td-tokens > i"));
-    var rest = section.querySelector("template.td-rest");
-    if (rest) list = list.concat(Array.prototype.slice.call(rest.content.querySelectorAll("i")));
+    var list = [];
+    containers(section).forEach(function (box) { list = list.concat(containerTokens(box)); });
+    return list;
+  }
+  /* The token containers of a trajectory: its response, or each model turn of a conversation. */
+  function containers(section) {
+    return Array.prototype.slice.call(section.querySelectorAll(".td-tokens"));
+  }
+  /* A container's tokens in order, the ones still collapsed in its template included. */
+  function containerTokens(box) {
+    var list = Array.prototype.slice.call(box.children);
+    var rest = box.nextElementSibling;
+    if (rest && rest.matches("template.td-rest")) list = list.concat(Array.prototype.slice.call(rest.content.children));
     return list;
   }
   function score(token) {
@@ -62,6 +72,7 @@
 
   /* --- colour: flags or heat map -------------------------------------------------------- */
   function applyMode(step, mode) {
+    if (channelSpec(step)) return;  /* coloured by another channel: the entropy's mode waits */
     var heat = mode === "heat" && step.hasAttribute("data-heat-max");
     step.classList.toggle("td-heat", heat);
     if (!heat || step.hasAttribute("data-heat-done")) return;
@@ -77,35 +88,54 @@
     step.setAttribute("data-heat-done", "");
   }
 
-  /* --- re-flag the top k% of each trajectory's tokens by entropy ------------------------ */
+  /* --- re-flag the top k% of each trajectory's tokens by entropy or the chosen channel -- */
   function applyRatio(step, percent) {
     var slider = step.querySelector("input[data-td-setting='ratio']");
     if (!slider) return;
     var fileRatio = parseFloat(step.getAttribute("data-file-ratio"));
     var note = step.querySelector(".td-ratio-note");
     var out = step.querySelector(".td-ratio-out");
+    var spec = channelSpec(step);
+    var select = setting(step, "channel");
+    var byEntropy = !spec && (!select || select.value === "entropy");
     step.querySelectorAll(".td-traj").forEach(function (section) {
-      var tokens = allTokens(section);
+      var tokens, rank;
+      if (spec && percent !== null) {
+        var p = sectionValues(section, spec);
+        tokens = p.tokens;
+        rank = new Map();
+        p.tokens.forEach(function (t, i) { if (isFinite(p.values[i])) rank.set(t, strength(spec, p.values[i])); });
+      } else {
+        tokens = allTokens(section);
+      }
       tokens.forEach(function (t) {  // remember the file's own flags once
         if (!t.hasAttribute("data-f")) t.setAttribute("data-f", t.classList.contains("h") ? "1" : "0");
       });
-      if (percent === null) {
+      if (percent === null || (!spec && !byEntropy)) {
         tokens.forEach(function (t) { t.classList.toggle("h", t.getAttribute("data-f") === "1"); });
         return;
       }
-      var scored = tokens.filter(function (t) { return !isNaN(score(t)); });
+      var scored = spec ? tokens.filter(function (t) { return rank.has(t); })
+                        : tokens.filter(function (t) { return !isNaN(score(t)); });
+      var key = spec ? function (t) { return rank.get(t); } : score;
       var count = Math.min(scored.length, Math.max(1, Math.floor(tokens.length * percent / 100)));
-      var ranked = scored.slice().sort(function (a, b) { return score(b) - score(a); });
+      var ranked = scored.slice().sort(function (a, b) { return key(b) - key(a); });
       var chosen = new Set(ranked.slice(0, count));
       tokens.forEach(function (t) { t.classList.toggle("h", chosen.has(t)); });
     });
-    var shown = percent === null ? Math.round(fileRatio * 100) : percent;
+    var what = spec ? (spec.scale === "div" ? "distance of " + spec.label + " from " + rounded(spec.centre, 3)
+                                           : spec.scale === "neg" ? "\u2212" + spec.label : spec.label)
+                    : "entropy score";
+    var known = !isNaN(fileRatio);
+    var shown = percent === null ? (known ? Math.round(fileRatio * 100) : parseInt(slider.value, 10)) : percent;
     slider.value = String(Math.min(shown, parseInt(slider.max, 10)));
-    if (out) out.textContent = percent === null ? (fileRatio * 100).toFixed(1) + "%" : percent + "%";  /* as the legend */
+    if (out) out.textContent = percent === null ? (known ? (fileRatio * 100).toFixed(1) + "%" : "off") : percent + "%";  /* as the legend */
     if (note) {
       note.textContent = percent === null
-        ? "as flagged in the file (" + (fileRatio * 100).toFixed(1) + "% of this step's tokens)"
-        : "re-flagged here: the top " + percent + "% of each trajectory's tokens by entropy score";
+        ? (known ? "as flagged in the file (" + (fileRatio * 100).toFixed(1) + "% of this step's tokens)"
+                 : "none flagged (the file flags no tokens)")
+        : (!spec && !byEntropy) ? "none flagged (choose a channel to flag by)"
+        : "re-flagged here: the top " + percent + "% of each trajectory's tokens by " + what;
     }
   }
 
@@ -155,6 +185,7 @@
 
   function init() {
     hideTip();
+    if (observer) observer.disconnect();  /* trajectories of the page left behind (instant navigation) */
     prepareTables();
     var state = loadState();
     document.querySelectorAll(".td-step").forEach(function (step) {
@@ -165,7 +196,11 @@
       });
       var mode = setting(step, "mode");
       if (mode && state.mode === "heat" && step.hasAttribute("data-heat-max")) mode.value = "heat";
-      if (mode) applyMode(step, mode.value);
+      var channel = setting(step, "channel");
+      if (channel && typeof state.channel === "string" &&
+          Array.prototype.some.call(channel.options, function (o) { return o.value === state.channel; })) channel.value = state.channel;
+      if (channelSpec(step)) applyChannel(step);
+      else if (mode) applyMode(step, mode.value);
       if (typeof state.ratio === "number") applyRatio(step, state.ratio);
       var sort = setting(step, "sort");
       var filter = setting(step, "filter");
@@ -186,6 +221,13 @@
       var key = target.getAttribute("data-td-toggle");
       remember(key, target.checked);
       applyToggle(step, key, target.checked);
+    } else if (target.matches("[data-td-setting='channel']")) {
+      remember("channel", target.value);
+      applyChannel(step);
+      var slider = setting(step, "ratio");
+      var state = loadState();
+      if (slider && typeof state.ratio === "number") applyRatio(step, state.ratio);
+      step.querySelectorAll(".td-tokens .h").forEach(function (token) { token.tabIndex = 0; });
     } else if (target.matches("[data-td-setting='mode']")) {
       remember("mode", target.value);
       applyMode(step, target.value);
@@ -329,31 +371,220 @@
     return sign * Math.pow(2, exponent - 15) * (1 + fraction / 1024);
   }
 
-  /* Per-token numbers of a trajectory: float16 little-endian in base64, or "!" + float32;
-     one value stands for all tokens. */
-  function valueAt(container, name, position) {
-    var cache = container.__trajdocs || (container.__trajdocs = {});
-    if (!(name in cache)) {
-      var raw = container.getAttribute("data-" + name);
-      cache[name] = null;
-      if (raw !== null) {
-        try {
-          var wide = raw.charAt(0) === "!";
-          var binary = atob(wide ? raw.slice(1) : raw);
-          var bytes = new Uint8Array(binary.length);
-          for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-          cache[name] = { view: new DataView(bytes.buffer), size: wide ? 4 : 2 };
-        } catch (e) { /* not base64: no details */ }
-      }
+  /* Every float16 bit pattern's value, made once (the same as float16() on each). */
+  var HALF = null;
+  function halfTable() {
+    if (!HALF) {
+      var view = new DataView(new ArrayBuffer(2));
+      HALF = new Float32Array(65536);
+      for (var bits = 0; bits < 65536; bits++) { view.setUint16(0, bits, true); HALF[bits] = float16(view, 0); }
     }
-    var packed = cache[name];
-    if (!packed) return null;
-    var count = packed.view.byteLength / packed.size;
+    return HALF;
+  }
+
+  /* Per-token numbers of a token container (data-<name>): float16 little-endian in base64, or
+     "!" + float32; one value stands for all tokens. Decoded once per container and name, when
+     first needed (a hover, or choosing that channel). */
+  function channelValues(container, name) {
+    var cache = container.__trajdocs || (container.__trajdocs = {});
+    if (name in cache) return cache[name];
+    var raw = container.getAttribute("data-" + name);
+    cache[name] = null;
+    if (raw === null) return null;
+    try {
+      var wide = raw.charAt(0) === "!";
+      var binary = atob(wide ? raw.slice(1) : raw);
+      var bytes = new Uint8Array(binary.length);
+      for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+      var view = new DataView(bytes.buffer);
+      var size = wide ? 4 : 2;
+      var values = new Float32Array(Math.floor(bytes.length / size));
+      var table = wide ? null : halfTable();
+      for (var j = 0; j < values.length; j++) values[j] = wide ? view.getFloat32(j * 4, true) : table[view.getUint16(j * 2, true)];
+      cache[name] = { values: values, digits: wide ? 4 : 3 };
+    } catch (e) { /* not base64: no values */ }
+    return cache[name];
+  }
+
+  /* One token's value of a channel (NaN when the file has none for it). */
+  function channelAt(packed, position) {
+    if (!packed) return NaN;
+    var count = packed.values.length;
     var index = count === 1 ? 0 : position;
-    if (index >= count) return null;
-    var value = packed.size === 4 ? packed.view.getFloat32(index * 4, true) : float16(packed.view, index * 2);
-    if (isNaN(value)) return null;
-    return String(Number(value.toPrecision(packed.size === 4 ? 4 : 3)));
+    return index < count ? packed.values[index] : NaN;
+  }
+
+  function rounded(value, digits) {
+    return String(Number(value.toPrecision(digits)));
+  }
+
+  function valueAt(container, name, position) {
+    var packed = channelValues(container, name);
+    var value = channelAt(packed, position);
+    return isNaN(value) ? null : rounded(value, packed.digits);
+  }
+
+  /* The channels a token's details show, in model.CHANNELS order, with short labels. */
+  var CHANNEL_LABELS = [["surprisal", "surprisal"], ["mismatch", "mismatch |\u0394 log-prob|"], ["mismatch_kl", "mismatch KL"],
+    ["advantage", "advantage"], ["token_reward", "token reward"], ["logprob", "log-prob"],
+    ["ref_logprob", "ref log-prob"], ["importance_ratio", "importance ratio"]];
+
+  function shortLabel(name) {
+    for (var i = 0; i < CHANNEL_LABELS.length; i++) if (CHANNEL_LABELS[i][0] === name) return CHANNEL_LABELS[i][1];
+    return name;
+  }
+
+  /* --- colour by a per-token channel (the "Colour by" control) -------------------------- */
+  function channelSpec(step) {
+    var select = setting(step, "channel");
+    if (!select || !select.value || select.value === "entropy") return null;
+    var option = select.options[select.selectedIndex];
+    return {
+      name: select.value,
+      label: option.textContent,
+      from: option.getAttribute("data-from") || select.value,
+      sign: parseFloat(option.getAttribute("data-sign") || "1"),
+      scale: option.getAttribute("data-scale") || "seq",
+      centre: parseFloat(option.getAttribute("data-centre") || "0")
+    };
+  }
+
+  /* The chosen channel's value of each token of a trajectory, in token order (NaN where none):
+     decoded from the containers' attributes, no token element touched. */
+  function sectionNumbers(section, spec) {
+    var values = [];
+    containers(section).forEach(function (box) {
+      var n = box.children.length;
+      var rest = box.nextElementSibling;
+      if (rest && rest.matches("template.td-rest")) n += rest.content.children.length;
+      var packed = channelValues(box, spec.from);
+      for (var i = 0; i < n; i++) values.push(spec.sign * channelAt(packed, i));
+    });
+    return values;
+  }
+  function sectionValues(section, spec) {
+    return { tokens: allTokens(section), values: sectionNumbers(section, spec) };
+  }
+
+  /* What ranks and colours a value: its distance from the centre on a diverging scale, the
+     value itself on a sequential one, −value for a log-prob. */
+  function strength(spec, value) {
+    if (spec.scale === "div") return Math.abs(value - spec.centre);
+    return spec.scale === "neg" ? -value : value;
+  }
+
+  /* Choosing a channel computes its step-wide scale and each trajectory's statistics from the
+     decoded values alone; tokens get their colour a trajectory at a time, when it comes near the
+     screen, so a step of long responses switches at once. */
+  function applyChannel(step) {
+    var spec = channelSpec(step);
+    var sections = Array.prototype.slice.call(step.querySelectorAll(".td-traj"));
+    step.querySelectorAll(".td-legend-chan").forEach(function (p) { p.hidden = true; });
+    step.querySelectorAll(".td-chan-stats").forEach(function (p) { p.remove(); });
+    if (!spec) {
+      sections.forEach(function (section) {
+        section.__tdJob = null;
+        if (observer) observer.unobserve(section);
+        clearSection(section);
+      });
+      step.classList.remove("td-chan");
+      var mode = setting(step, "mode");
+      applyMode(step, mode ? mode.value : "flag");
+      return;
+    }
+    var per = sections.map(function (section) { return sectionNumbers(section, spec); });
+    var all = [];
+    per.forEach(function (values) { values.forEach(function (v) { if (isFinite(v)) all.push(strength(spec, v)); }); });
+    var sorted = Float64Array.from(all).sort();
+    var max = sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))] : 0;
+    if (!(max > 0)) max = sorted.length ? Math.max(Math.abs(sorted[sorted.length - 1]), 1e-12) : 1;
+    sections.forEach(function (section, k) {
+      channelStats(section, spec, per[k]);
+      section.__tdJob = { spec: spec, max: max };
+      watch(section);
+    });
+    step.classList.remove("td-heat");
+    step.classList.add("td-chan");
+    var legend = step.querySelector(spec.scale === "div" ? ".td-legend-div" : ".td-legend-seq");
+    if (legend) {
+      legend.hidden = false;
+      var fill = function (cls, text) { var el = legend.querySelector(cls); if (el) el.textContent = text; };
+      fill(".td-chan-name", spec.label);
+      fill(".td-chan-hi", spec.scale === "neg" ? "\u2212" + rounded(max, 3) : rounded(max, 3));
+      fill(".td-chan-lo", "0");
+      fill(".td-chan-centre", rounded(spec.centre, 3));
+      fill(".td-chan-ends", rounded(spec.centre - max, 3) + " \u2026 " + rounded(spec.centre, 3) + " \u2026 " + rounded(spec.centre + max, 3));
+      fill(".td-chan-note", spec.scale === "neg" ? "(coloured by \u2212log-prob: darker is less likely)" : "");
+    }
+  }
+
+  var observer = null;
+  function watch(section) {
+    if (!("IntersectionObserver" in window)) { colourSection(section); return; }
+    if (!observer) {
+      observer = new IntersectionObserver(function (entries) {
+        entries.forEach(function (entry) {
+          if (entry.isIntersecting) { observer.unobserve(entry.target); colourSection(entry.target); }
+        });
+      }, { rootMargin: "1500px 0px" });
+    }
+    observer.unobserve(section);
+    observer.observe(section);
+  }
+
+  /* Colour one trajectory's tokens by its pending channel: sequential levels c0-c9 from 0 to the
+     step's 99th percentile; diverging levels v0-v8 around the centre, v4 (at it) uncoloured. */
+  function colourSection(section) {
+    var job = section.__tdJob;
+    section.__tdJob = null;
+    clearSection(section);
+    if (!job) return;
+    var spec = job.spec, max = job.max;
+    var tokens = allTokens(section);
+    var values = sectionNumbers(section, spec);
+    var done = { tokens: [], classes: [] };
+    for (var i = 0; i < tokens.length; i++) {
+      var v = values[i], cls = "";
+      if (!isFinite(v)) continue;
+      if (spec.scale === "div") {
+        var d = Math.max(-4, Math.min(4, Math.round((v - spec.centre) / max * 4)));
+        cls = d === 0 ? "" : "v" + (d + 4);
+      } else {
+        cls = "c" + Math.max(0, Math.min(HEAT_LEVELS - 1, Math.floor(strength(spec, v) / max * HEAT_LEVELS)));
+      }
+      if (cls) { tokens[i].classList.add(cls); done.tokens.push(tokens[i]); done.classes.push(cls); }
+    }
+    section.__tdLevels = done;
+    section.setAttribute("data-coloured", spec.name);
+  }
+
+  function clearSection(section) {
+    var previous = section.__tdLevels;
+    if (previous) previous.tokens.forEach(function (t, i) { t.classList.remove(previous.classes[i]); });
+    section.__tdLevels = null;
+    section.removeAttribute("data-coloured");
+  }
+
+  /* A trajectory's mean, lowest and highest value of the chosen channel, under its statistics. */
+  function channelStats(section, spec, values) {
+    var n = 0, sum = 0, lo = Infinity, hi = -Infinity;
+    for (var i = 0; i < values.length; i++) {
+      var v = values[i];
+      if (!isFinite(v)) continue;
+      n++; sum += v;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    var p = document.createElement("p");
+    p.className = "td-note td-chan-stats";
+    var label = spec.name === "surprisal" && spec.from === "logprob" ? "surprisal (\u2212log-prob)" : shortLabel(spec.name);
+    p.textContent = n ? label + ": mean " + rounded(sum / n, 4) + ", min " + rounded(lo, 4) + ", max " + rounded(hi, 4) +
+      " over " + n.toLocaleString("en") + " token" + (n === 1 ? "" : "s")
+      : label + ": no values for this trajectory";
+    var anchor = section.querySelector(".td-stats") || section.querySelector(".td-traj-title");
+    var note = anchor && anchor.nextElementSibling;  /* after the statistics' own note */
+    if (note && note.matches("p.td-note:not(.td-chan-stats)")) anchor = note;
+    if (anchor) anchor.insertAdjacentElement("afterend", p);
   }
 
   function line(parent, label, value) {
@@ -389,11 +620,16 @@
     if (value !== null) line(tip, "entropy", value);  // only values the file has
     line(tip, "position", String(position));
     if (token.classList.contains("h")) line(tip, "flag", "high-entropy");
-    var logprob = valueAt(container, "logprob", position);
-    if (logprob !== null) line(tip, "log-prob", logprob);
-    var advantage = valueAt(container, "advantage", position);
-    if (advantage !== null) line(tip, "advantage", advantage);
-    if (token.classList.contains("td-end")) line(tip, "token", "the response\u2019s last token: not in generated_tokens " +
+    CHANNEL_LABELS.forEach(function (pair) {
+      var shownValue = valueAt(container, pair[0], position);
+      if (shownValue !== null) line(tip, pair[1], shownValue);
+      else if (pair[0] === "surprisal" && !container.hasAttribute("data-surprisal")) {
+        var logprob = valueAt(container, "logprob", position);  /* its definition: −log-prob */
+        if (logprob !== null) line(tip, "surprisal", String(-Number(logprob)) + " (\u2212log-prob)");
+      }
+    });
+    if (container.classList.contains("td-ids")) line(tip, "token id", tokenText(token) + " (no tokenizer given: the id as written)");
+    else if (token.classList.contains("td-end")) line(tip, "token", "the response\u2019s last token: not in generated_tokens " +
                                                           "(the end of sequence, or the last token of a response cut at the length limit)");
     else if (tokenText(token) === "") line(tip, "token", "empty (a special token: decoded with skip_special_tokens)");
     else line(tip, "token", "\u201c" + visible(tokenText(token)) + "\u201d");
