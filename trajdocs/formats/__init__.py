@@ -143,7 +143,9 @@ def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: 
     except ValueError as err:
         result.unreadable = str(err)
         return result
+    first_line = 1
     if start or end >= 0:
+        first_line += data.count(b"\n", 0, start)
         data = data[start:end if end >= 0 else None]
     if not data or data.isspace():  # (no stripped copy of a large file)
         result.unreadable = "empty file (the trainer may not have written it yet)"
@@ -151,7 +153,7 @@ def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: 
     module = FORMATS.get(detect_format(path) if fmt == "auto" else fmt, FORMATS[DEFAULT])
     problems = Problems()
     try:
-        result.trajectories = module.read(data, problems, ReadContext(ctx.rule, ctx.tokenizer, ctx.mapping, path))
+        result.trajectories = module.read(data, problems, ReadContext(ctx.rule, ctx.tokenizer, ctx.mapping, path, first_line))
     except Unreadable as err:
         result.unreadable = str(err)
         return result

@@ -24,13 +24,15 @@ MAX_META_DEPTH = 4
 class ReadContext:
     """What a reader may need besides the bytes: the `correct` rule, the `tokenizer` option (a
     tokenizer.json file or a model folder, for formats that write token ids), the `mapping`
-    option (fields of a generic file), and the path of the file being read (for messages and
-    files it names)."""
+    option (fields of a generic file), the path of the file being read (for messages and
+    files it names), and the line of that file the bytes start at (1 unless a step is a byte range
+    of a file holding several: then "line N" in messages is N - 1 + `first_line`)."""
 
     rule: "CorrectRule | None" = None
     tokenizer: str = ""
     mapping: tuple = ()  # (key, value) pairs of the `mapping` option
     path: str = ""
+    first_line: int = 1
 
 
 class Unreadable(Exception):

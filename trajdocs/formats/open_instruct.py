@@ -48,7 +48,7 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     """The samples of one step's lines, line by line: a bad line is a problem, never the file."""
     decoder = Decoder(ctx.tokenizer, problems)
     trajectories, records = [], []
-    for lineno, obj in jsonl_records(data, problems, "open-instruct"):
+    for lineno, obj in jsonl_records(data, problems, "open-instruct", ctx.first_line):
         trajectories.append(trajectory(len(trajectories), obj, f"line {lineno}", decoder, problems))
         records.append(obj)
     if not trajectories and not problems:

@@ -14,12 +14,13 @@ from ..tokenizer import TokenizerUnavailable, decode_pieces
 from .common import Problems, first_bad_byte, kind, loads
 
 
-def jsonl_records(data: bytes, problems: Problems, trainer: str) -> Iterator[tuple[int, dict]]:
+def jsonl_records(data: bytes, problems: Problems, trainer: str, first_line: int = 1) -> Iterator[tuple[int, dict]]:
     """(line number, object) of each line holding a JSON object; every other non-blank line is a
-    problem naming its line (a half-written last line: "the file may still be being written")."""
+    problem naming its line (a half-written last line: "the file may still be being written").
+    `first_line`: the line of its file `data` starts at."""
     lines = data.split(b"\n")
-    last = len(lines) - (1 if data.endswith(b"\n") else 0)
-    for lineno, line in enumerate(lines, 1):
+    last = len(lines) - (1 if data.endswith(b"\n") else 0) + first_line - 1
+    for lineno, line in enumerate(lines, first_line):
         if not line.strip():
             continue
         try:
