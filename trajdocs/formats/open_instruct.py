@@ -23,10 +23,12 @@ hold it. Shown: each response tokenised (with the `tokenizer` option, else ids),
 
 from __future__ import annotations
 
+import os
 import re
+from functools import lru_cache
 
 from ..model import Trajectory
-from .common import Meta, Problems, ReadContext, apply_rule, as_text, kind, loads
+from .common import Meta, Problems, ReadContext, apply_rule, as_text, kind, loads, read_regular_file
 from .token_ids import Decoder, is_ids, jsonl_records, number_or_none
 
 NAME = "open-instruct"
@@ -45,11 +47,16 @@ def series(match: re.Match) -> str:
 
 
 def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
-    """The samples of one step's lines, line by line: a bad line is a problem, never the file."""
+    """The samples of one step's lines, line by line: a bad line is a problem, never the file.
+    The run's metadata file, when it is there, adds its fields to each sample's metadata."""
     decoder = Decoder(ctx.tokenizer, problems)
     trajectories, records = [], []
+    run = run_metadata(ctx.path, problems)
     for lineno, obj in jsonl_records(data, problems, "open-instruct", ctx.first_line):
-        trajectories.append(trajectory(len(trajectories), obj, f"line {lineno}", decoder, problems))
+        traj = trajectory(len(trajectories), obj, f"line {lineno}", decoder, problems)
+        for key, value in run.items():
+            traj.metadata.setdefault(key, value)
+        trajectories.append(traj)
         records.append(obj)
     if not trajectories and not problems:
         problems.add("no samples in the file")
@@ -90,6 +97,40 @@ def trajectory(index: int, obj: dict, where: str, decoder: Decoder, problems: Pr
             meta.add(str(key), value)
     traj.metadata = meta.fields
     return traj
+
+
+def run_metadata(path: str, problems: Problems) -> dict:
+    """`run.<field>` of `<run>_metadata.jsonl` beside the shard (run_name, git_commit, model_name,
+    timestamp); {} when there is none."""
+    m = PATH.search(os.path.basename(path)) if path else None
+    if m is None:
+        return {}
+    meta_path = os.path.join(os.path.dirname(path), f"{m.group('run')}_metadata.jsonl")
+    try:
+        st = os.stat(meta_path)
+    except OSError:
+        return {}
+    fields, problem = _metadata_file(meta_path, st.st_size, st.st_mtime_ns)
+    if problem:
+        problems.add(problem)
+    return fields
+
+
+@lru_cache(maxsize=16)
+def _metadata_file(path: str, size: int, mtime: int) -> tuple[dict, str]:
+    name = os.path.basename(path)
+    if size > 2 ** 20:
+        return {}, f"{name}: {size:,} bytes, not the one line open-instruct writes: not read"
+    try:
+        obj = loads(read_regular_file(path, 2 ** 20).split(b"\n", 1)[0])
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        return {}, f"{name}: cannot be read ({getattr(err, 'strerror', None) or err})"
+    if not isinstance(obj, dict):
+        return {}, f"{name}: is {kind(obj)}, expected an object"
+    meta = Meta()
+    for key, value in obj.items():
+        meta.add(f"run.{key}", value)
+    return meta.fields, ""
 
 
 # --- the steps in a shard -----------------------------------------------------------------------
