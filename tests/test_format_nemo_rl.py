@@ -167,9 +167,9 @@ def test_every_step_page_equals_its_file(project, sites, with_tokenizer):
     tk = Tokenizer.from_file(TOKENIZER) if with_tokenizer else None
     site = sites[with_tokenizer]
     experiments = find_experiments([str(project / "results")])
-    assert sorted((e.name, e.view) for e in experiments) == [
-        ("hand-written/logs [train]", "train"), ("nemo-rl-grpo-math/logs/exp_001 [train]", "train"),
-        ("nemo-rl-grpo-math/logs/exp_001 [val]", "val")]
+    assert sorted((e.folder.split("results/")[-1], e.view) for e in experiments) == [
+        ("hand-written/logs", "train"), ("nemo-rl-grpo-math/logs/exp_001", "train"),
+        ("nemo-rl-grpo-math/logs/exp_001", "val")]
     checked = 0
     for exp in experiments:
         steps = [s.step for s in exp.steps]
@@ -238,7 +238,8 @@ def test_cli_build_and_check_with_the_tokenizer(project, tmp_path):
     build = subprocess.run([sys.executable, "-m", "trajdocs", "build", runs, "-o", str(site), "--tokenizer", TOKENIZER,
                             "--strict"], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
-    html = (site / "runs" / "nemo-rl-grpo-math" / "logs" / "exp_001-train" / "step-3" / "index.html").read_text("utf-8")
+    slug = next(e.slug for e in find_experiments([runs]) if e.view == "train" and "exp_001" in e.folder)
+    html = (site / "runs" / slug / "step-3" / "index.html").read_text("utf-8")
     assert "<i>&lt;|im_end|&gt;</i>" in html and "Environment: " in html
 
 
@@ -288,9 +289,10 @@ def test_bad_files_warn_naming_the_file_and_fail_strict(project, tmp_path):
     assert any("val_data_step0.jsonl" in m and "empty" in m for m in messages), messages
     assert any("train_data_step3.jsonl" in m and "token_ids is a string" in m for m in messages), messages
     assert any("train_data_step3.jsonl" in m and "line 2" in m and "expected an object" in m for m in messages), messages
-    shown = sections(step_pages(site, "run/logs-train", 2))
+    slug = next(e.slug for e in find_experiments([str(results)]) if e.view == "train")
+    shown = sections(step_pages(site, slug, 2))
     assert len(shown) == lines - 1  # every complete line of the half-written file
-    assert len(sections(step_pages(site, "run/logs-train", 1))) == len(good.splitlines())
+    assert len(sections(step_pages(site, slug, 1))) == len(good.splitlines())
     with pytest.raises(Abort):
         build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER}, strict=True)
     check = subprocess.run([sys.executable, "-m", "trajdocs", "check", str(results), "--tokenizer", TOKENIZER],

@@ -288,3 +288,28 @@ lines = st.one_of(
 def test_steps_in_equals_its_plain_twin(items, final_newline):
     data = "\n".join(items).encode("utf-8") + (b"\n" if final_newline and items else b"")
     assert open_instruct.steps_in(data) == open_instruct.steps_in_plain(data)
+
+
+def test_a_runs_folder_mixing_formats(tmp_path):
+    """verl, NeMo-RL and open-instruct runs side by side (and open-instruct shards beside NeMo-RL
+    dumps in one folder): each file read by its own format, one strict build."""
+    opts = demo.DemoOptions(experiments=3, steps=2, trajectories=4, group_size=2, min_tokens=10, max_tokens=40,
+                            kinds=("verl", "nemo-rl", "open-instruct"))
+    demo.write_demo(str(tmp_path / "results"), opts)
+    shared = tmp_path / "results" / "nemo-rl-grpo-math" / "logs" / "exp_001"
+    writer.write_run(str(shared), "", demo.DemoOptions(steps=2, trajectories=4, group_size=2, min_tokens=10,
+                                                       max_tokens=40), demo.Codec(), random.Random(2))
+    for shard in (shared / "rollouts").iterdir():
+        shard.rename(shared / shard.name)
+    formats: dict[str, set] = {}
+    for exp in find_experiments([str(tmp_path / "results")]):
+        for s in exp.steps:
+            formats.setdefault(exp.folder.split("results/")[-1], set()).add(s.fmt)
+    verl = {k: v for k, v in formats.items() if k.startswith("verl-dapo-math")}
+    assert verl and all(v == {"verl"} for v in verl.values()), formats
+    assert {k: v for k, v in formats.items() if k not in verl} == {
+        "nemo-rl-grpo-math/logs/exp_001": {"nemo-rl", "open-instruct"},
+        "open-instruct-grpo/rollouts": {"open-instruct"}}, formats
+    site = build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER}, strict=True)
+    slug = next(e.slug for e in find_experiments([str(tmp_path / "results")]) if writer.RUN_NAME in e.name)
+    assert len(sections(step_pages(site, slug, 2))) == 4

@@ -34,7 +34,7 @@ from . import lightrft, nemo_rl, open_instruct, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, nemo_rl, open_instruct, verl)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, verl, nemo_rl, open_instruct)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 
