@@ -49,7 +49,7 @@ def jsonl_records(data: bytes, problems: Problems, trainer: str, first_line: int
 
 def is_ids(value: Any) -> bool:
     """A list of token ids (integers, not booleans)."""
-    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return isinstance(value, list) and set(map(type, value)) <= {int}  # (type, not isinstance: no booleans)
 
 
 class Decoder:
