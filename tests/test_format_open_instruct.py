@@ -278,7 +278,8 @@ lines = st.one_of(
         st.one_of(st.sampled_from(["step", '"step": 4', "{\"step\": 5,"]), st.integers(), st.none()), max_size=3)),
     st.builds(lambda s, cut: record_line(s, {"ground_truth": "a" * 20})[:cut], st.integers(0, 99), st.integers(1, 40)),
     st.builds(lambda a, b: f'{{"step": {a}, "sample_idx": 0, "step": {b}}}', st.integers(0, 9), st.integers(0, 9)),
-    st.sampled_from(['{"step": ' + "9" * 301 + ', "x": 1}', '{"step": 05, "x": 1}', '{"step": true, "x": 1}', '{"step": 3.0}', '{"step": -0}',
+    st.sampled_from(['{"step": ' + "9" * 301 + ', "x": 1}', '{"step": 05, "x": 1}', '{"step": true, "x": 1}',
+                     '{"step": 3.0}', '{"step": -0}',
                      '{"x": 1, "step": 9}', '[1, 2]', "", "   ", "garbage", '{"step": "7"}', '{"step": 2}\r']),
 )
 

@@ -50,7 +50,8 @@ def feedback(r) -> str:  # type: ignore[no-untyped-def]
     return "Environment: correct" if r.accuracy > 0 else "Environment: incorrect"
 
 
-def train_lines(codec, rng: random.Random, rollouts, group_size: int, divisible_by: int = 1) -> str:  # type: ignore[no-untyped-def]
+def train_lines(codec, rng: random.Random, rollouts, group_size: int,  # type: ignore[no-untyped-def]
+                divisible_by: int = 1) -> str:
     rewards = [1.0 if r.accuracy > 0 else 0.0 for r in rollouts]
     advantages = _group_advantages(rewards, group_size)
     samples = []

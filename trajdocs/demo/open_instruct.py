@@ -65,8 +65,8 @@ def step_records(codec, rng: random.Random, opts, e: int, step: int) -> list[dic
     return records
 
 
-def write_run(folder: str, name: str, opts, codec, rng: random.Random, shard_size: int = SHARD_SIZE,  # type: ignore[no-untyped-def]
-              run_name: str = RUN_NAME) -> list[str]:
+def write_run(folder: str, name: str, opts, codec, rng: random.Random,  # type: ignore[no-untyped-def]
+              shard_size: int = SHARD_SIZE, run_name: str = RUN_NAME) -> list[str]:
     """One run's traces under `<folder>/<name>/rollouts/`; `shard_size` samples per shard."""
     out = os.path.join(folder, name, "rollouts")
     os.makedirs(out, exist_ok=True)

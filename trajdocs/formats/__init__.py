@@ -153,7 +153,8 @@ def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: 
     module = FORMATS.get(detect_format(path) if fmt == "auto" else fmt, FORMATS[DEFAULT])
     problems = Problems()
     try:
-        result.trajectories = module.read(data, problems, ReadContext(ctx.rule, ctx.tokenizer, ctx.mapping, path, first_line))
+        context = ReadContext(ctx.rule, ctx.tokenizer, ctx.mapping, path, first_line)
+        result.trajectories = module.read(data, problems, context)
     except Unreadable as err:
         result.unreadable = str(err)
         return result
