@@ -76,6 +76,7 @@ class Vocabulary:
         self.metaspace = "Metaspace" in kinds or "Replace" in kinds
         self.size = self.tokenizer.get_vocab_size(with_added_tokens=True)
         self._whole: list[str | None] | None = None
+        self.known: dict[int, bytes | str] = {}  # token_bytes of the ids seen so far
 
     def whole_texts(self) -> list[str | None]:
         """Per id below `size`: its text when the token is a whole special token or whole UTF-8
@@ -105,6 +106,15 @@ class Vocabulary:
 
     def token_bytes(self, token_id: int) -> bytes | str | None:
         """The bytes of a token; a special (added) token's text as str; None outside the vocabulary."""
+        try:
+            return self.known[token_id]
+        except KeyError:
+            found = self._token_bytes(token_id)
+            if found is not None:  # (ids outside the vocabulary are not kept: a file could hold any number)
+                self.known[token_id] = found
+            return found
+
+    def _token_bytes(self, token_id: int) -> bytes | str | None:
         if token_id in self.added:
             return self.added[token_id]
         piece = self.tokenizer.id_to_token(token_id) if 0 <= token_id < 2 ** 32 else None

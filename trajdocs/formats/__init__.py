@@ -30,11 +30,13 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 
 from ..model import StepData, StepFile
-from . import areal, lightrft, mapped, roll, skyrl, trl, verl
+from . import areal, lightrft, mapped, nemo_rl, open_instruct, roll, skyrl, trl, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, trl, areal, skyrl, roll, verl, mapped)}
+# Of formats sharing an extension, the last listed claims a file no PATH matches (verl: any .jsonl).
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (
+    lightrft, trl, areal, skyrl, roll, nemo_rl, open_instruct, verl, mapped)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 
@@ -152,7 +154,9 @@ def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: 
     except ValueError as err:
         result.unreadable = str(err)
         return result
+    first_line = 1
     if start or end >= 0:
+        first_line += data.count(b"\n", 0, start)
         data = data[start:end if end >= 0 else None]
     if not data or data.isspace():  # (no stripped copy of a large file)
         result.unreadable = "empty file (the trainer may not have written it yet)"
@@ -160,7 +164,7 @@ def _read_bytes(path: str, start: int, end: int, fmt: str, max_bytes: int, ctx: 
     module = FORMATS.get(detect_format(path) if fmt == "auto" else fmt, FORMATS[DEFAULT])
     problems = Problems()
     try:
-        result.trajectories = module.read(data, problems, replace(ctx, path=path))
+        result.trajectories = module.read(data, problems, replace(ctx, path=path, first_line=first_line))
     except Unreadable as err:
         result.unreadable = str(err)
         return result

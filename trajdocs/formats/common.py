@@ -25,13 +25,16 @@ class ReadContext:
     """What a reader may need besides the bytes: the `correct` rule, the `tokenizer` option (a
     tokenizer.json file or a model folder, for formats that write token ids), the `mapping`
     option (fields of a generic file), the path of the file being read (for messages and files it
-    names) and the step being read (None when not known: a file read on its own)."""
+    names), the step being read (None when not known: a file read on its own), and the line of
+    that file the bytes start at (1 unless a step is a byte range of a file holding several: then
+    "line N" in messages is N - 1 + `first_line`)."""
 
     rule: "CorrectRule | None" = None
     tokenizer: str = ""
     mapping: str = ""  # the `mapping` option as JSON text ("" when unset), see `mapped.py`
     path: str = ""
     step: "int | None" = None
+    first_line: int = 1
 
 
 class Unreadable(Exception):
