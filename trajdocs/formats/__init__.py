@@ -16,6 +16,8 @@ Each format is one module here, declaring:
 - `steps_in(data)` (only formats whose PATH has no `step` group, e.g. shards holding many steps):
   {step: [(start, end) byte ranges of its records]};
 - `TOKEN_CHANNELS` and `FIELDS`: what per-token and per-trajectory data it provides.
+- `STAMP_FILES` (optional): marker files beside a step's files whose presence changes what its
+  pages say (prime-rl's `STABLE`); they count in the step's cache key.
 
 Adding a format = adding its module (and its writer in `demo/`, fixtures in the tests, a docs
 section) and listing it in `FORMATS`. Formats are tried in this order: the first whose `PATH`
@@ -30,11 +32,11 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ..model import StepData, StepFile
-from . import lightrft, verl
+from . import lightrft, prime_rl, prime_rl_tokens, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, verl)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, prime_rl, prime_rl_tokens, verl)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 
