@@ -36,7 +36,7 @@ from . import lightrft, prime_rl, prime_rl_tokens, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, prime_rl, prime_rl_tokens, verl)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (lightrft, verl, prime_rl, prime_rl_tokens)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 

@@ -45,7 +45,7 @@ from .common import Meta, Problems, ReadContext, accuracy, apply_rule, as_text, 
 
 NAME = "prime-rl"
 PATH = re.compile(r"rollouts/step_(?P<step>\d+)/(?P<view>train|eval)/(?P<subset>all|effective)/traces\.jsonl")
-SUFFIX = "traces.jsonl"
+SUFFIX = ".jsonl"
 NAMES_TEXT = "prime-rl traces rollouts/step_<N>/<train|eval>/<all|effective>/traces.jsonl"
 TOKEN_CHANNELS = ("surprisal", "advantage")
 FIELDS = ("group.id (group)", "rewards (reward = sum of score × weight)", "metrics", "nodes (turns with roles)",
