@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import WarningCapture, build_site
 from test_real_shapes import has_class, parse_page, pre_text, token_text
@@ -189,7 +191,7 @@ def check_trace_section(section, episode: dict, trace: dict, with_tokenizer: boo
     if with_tokenizer and first_sampled is not None:
         assert shown_prompt(section) == TK.decode(ids_all[:first_sampled], skip_special_tokens=False), where
     meta = section.find(lambda x: x.tag == "dl" and "td-meta" in x.classes()).text()
-    assert episode["id"] in meta and trace["id"] in meta, where
+    assert episode["id"] in meta and trace["id"] in meta and "calculator" in meta, where
 
 
 @pytest.mark.parametrize("mode", ["tok", "ids"])
@@ -428,6 +430,44 @@ def test_bad_trace_files_warn_by_name_and_fail_strict(tmp_path):
         build_site(tmp_path, {"runs": "results"}, strict=True)
 
 
+def test_failed_episode_null_rewards_and_reference_logprobs(tmp_path):
+    """Hand-written: an episode that failed before any trace, a trace whose rewards never ran
+    (all null: no reward, not 0) and a node with reference log-probs and a non-canonical mask."""
+    folder = tmp_path / "results" / "run" / "rollouts" / "step_1" / "eval" / "all"
+    folder.mkdir(parents=True)
+    ids = TK.encode("<|im_start|>assistant\nYes.<|im_end|>", add_special_tokens=False).ids
+    mask = [False] * 3 + [True] * (len(ids) - 3)
+    mask[-2] = False  # a token inside the completion that the model did not sample
+    sampled = sum(mask)
+    failed = {"id": "e-failed", "task": {"type": "Task", "data": {"q": "?"}}, "ok": False,
+              "errors": [{"type": "SandboxError", "message": "no sandbox available"}], "traces": []}
+    unscored = {"id": "e-unscored", "task": {"type": "Task", "data": {"q": "?"}}, "group": {"id": "g1"}, "ok": True,
+                "errors": [], "traces": [{"id": "t1", "nodes": [
+                    {"message": {"role": "user", "content": [{"type": "text", "text": "Say yes"},
+                                                             {"type": "image_url", "image_url": {"url": "data:x"}}]},
+                     "sampled": False, "token_ids": [], "mask": []},
+                    {"parent": 0, "message": {"role": "assistant", "content": "Yes."}, "sampled": True, "token_ids": ids,
+                     "mask": mask, "logprobs": [-0.5] * sampled, "reference_logprobs": [-0.25] * sampled}],
+                    "rewards": {"judge": None}, "metrics": {}, "ok": True}]}
+    (folder / "traces.jsonl").write_text(json.dumps(failed) + "\n" + json.dumps(unscored) + "\n", encoding="utf-8")
+    site = build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER}, strict=True)
+    exp = find_experiments([str(tmp_path / "results")])[0]
+    first, second = step_sections(site, exp.slug, 1)
+    assert "no sandbox available" in first.text() and first.find(has_class("td-turns")) is None
+    assert "reward —" in second.find(has_class("td-reward")).text()
+    turns = second.find_all(has_class("td-turn"))
+    assert [t.attrs["data-role"] for t in turns] == ["user", "assistant"]
+    assert pre_text(turns[0].find(lambda x: x.tag == "pre")) == "Say yes\n[image]"
+    container = turns[1].find(has_class("td-tokens"))
+    shown = tokens_of(container)
+    assert "".join(shown) == TK.decode(ids[3:], skip_special_tokens=False)
+    ref = channel(container, "ref_logprob", len(shown))
+    surprisal = channel(container, "surprisal", len(shown))
+    expected = [-0.25 if m else None for m in mask[3:]]
+    assert all(close(a, e) for a, e in zip(ref, expected))
+    assert all(close(a, None if e is None else 0.5) for a, e in zip(surprisal, expected))
+
+
 def test_a_folder_of_unreadable_prime_rl_files_fails_strict(tmp_path):
     folder = tmp_path / "results" / "run" / "rollouts" / "step_1" / "train" / "all"
     folder.mkdir(parents=True)
@@ -439,6 +479,13 @@ def test_a_folder_of_unreadable_prime_rl_files_fails_strict(tmp_path):
     assert done.returncode == 1 and "traces.jsonl" in done.stdout + done.stderr and "rank_0.jsonl" in done.stdout + done.stderr
     done = cli("build", str(tmp_path / "results"), "-o", str(tmp_path / "site"), "--strict")
     assert done.returncode == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.booleans(), st.integers(0, 3)), max_size=60))
+def test_loss_runs_equal_the_plain_twin(mask):
+    from trajdocs.formats.prime_rl_tokens import _runs
+    assert _runs(mask) == runs_of([bool(m) for m in mask])
 
 
 def test_verl_does_not_claim_prime_rl_files():

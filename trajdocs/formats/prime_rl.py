@@ -28,8 +28,8 @@ Facts from the writers (prime-rl 559b4477, verifiers a60a606e):
 
 Shown: one trajectory per trace, its nodes as turns in stored order with their roles; sampled
 nodes as tokens (from their first sampled token on; the scaffold before it is counted in the
-metadata) with the channels surprisal (-logprob) and advantage; other nodes as their message
-text. Without a tokenizer a sampled turn shows its token ids and its message text.
+metadata) with the channels surprisal (-logprob), advantage and ref_logprob where present; other
+nodes as their message text. Without a tokenizer a sampled turn shows its token ids and its message text.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ NAME = "prime-rl"
 PATH = re.compile(r"rollouts/step_(?P<step>\d+)/(?P<view>train|eval)/(?P<subset>all|effective)/traces\.jsonl")
 SUFFIX = ".jsonl"
 NAMES_TEXT = "prime-rl traces rollouts/step_<N>/<train|eval>/<all|effective>/traces.jsonl"
-TOKEN_CHANNELS = ("surprisal", "advantage")
+TOKEN_CHANNELS = ("surprisal", "advantage", "ref_logprob")
 FIELDS = ("group.id (group)", "rewards (reward = sum of score × weight)", "metrics", "nodes (turns with roles)",
           "token_ids / mask / logprobs / advantages (sampled tokens)", "errors, stop_condition, info, timing")
 
@@ -131,6 +131,16 @@ def message_text(message: Any) -> str:
     return "\n".join(parts)
 
 
+def _shown(value: Any, depth: int = 0) -> Any:
+    """A value for the metadata with every list of objects (errors, rewrites, usage) as its JSON
+    text, which the metadata would otherwise only count."""
+    if isinstance(value, dict) and depth < 6:
+        return {k: _shown(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return as_text(value)
+    return value
+
+
 def _numbers(values: Any) -> bool:
     return isinstance(values, list) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
                                             for v in values)
@@ -179,7 +189,7 @@ def episode_trajectories(episode: dict, lineno: int, problems: Problems, state: 
     meta = Meta()
     for key in ("id", "env", "task", "run", "ok", "errors"):
         if key in episode:
-            meta.add(f"episode.{key}" if key in ("id", "ok", "errors") else key, episode[key])
+            meta.add(f"episode.{key}" if key in ("id", "ok", "errors") else key, _shown(episode[key]))
     group = episode.get("group")
     group_id = group.get("id") if isinstance(group, dict) else None
     traces = episode.get("traces")
@@ -203,13 +213,9 @@ def episode_trajectories(episode: dict, lineno: int, problems: Problems, state: 
         if len(traces) > 1:
             tmeta.add("trace", t)
         for key, value in trace.items():
-            if key not in ("nodes", "task", "tools", "calls", "verifiers"):
-                tmeta.add(str(key), value)
-        if isinstance(trace.get("tools"), list):
-            tmeta.add("tools", ", ".join(str(x.get("name")) if isinstance(x, dict) else as_text(x)
-                                         for x in trace["tools"]) or "none")
-        if isinstance(trace.get("calls"), list):
-            tmeta.add("calls", len(trace["calls"]))
+            if key == "nodes" or (key == "task" and value == episode.get("task")):
+                continue  # the nodes are the turns; the task is the episode's
+            tmeta.add(f"trace.{key}" if key in ("task", "id", "ok", "errors") else str(key), _shown(value))
         tmeta.fields.update(traj.metadata)
         traj.metadata = tmeta.fields
         traj.group = None if group_id is None else str(group_id)
@@ -246,7 +252,7 @@ def trace_trajectory(trace: dict, where: str, problems: Problems, state: dict) -
     texts, as_ids = decode(all_ids, state, where, problems) if all_ids else ([], state["tokenizer"] == "")
     turns: list[Turn] = []
     model_texts: list[str] = []
-    model_values: dict[str, list] = {"surprisal": [], "advantage": []}
+    model_values: dict[str, list] = {"surprisal": [], "advantage": [], "ref_logprob": []}
     has_adv = False
     scaffold = sampled_total = 0
     prompt_end = None  # tokens before the first sampled one
@@ -273,6 +279,9 @@ def trace_trajectory(trace: dict, where: str, problems: Problems, state: dict) -
             if advantages is not None:
                 values["advantage"] = _spread(advantages, mask[first:], count, 1.0,
                                               f"{where} node {n}: advantages", problems)
+            if node.get("reference_logprobs") is not None:
+                values["ref_logprob"] = _spread(node["reference_logprobs"], mask[first:], count, 1.0,
+                                                f"{where} node {n}: reference_logprobs", problems)
             turn.token_values = {k: v for k, v in values.items() if v is not None}
             for key in model_values:
                 model_values[key].extend(turn.token_values.get(key) or [None] * len(turn.tokens))
@@ -299,8 +308,7 @@ def trace_trajectory(trace: dict, where: str, problems: Problems, state: dict) -
             joined.flags += turn.tokens.flags
             joined.scores += turn.tokens.scores
         traj.tokens = joined
-        traj.token_values = {k: v for k, v in model_values.items()
-                             if (k != "advantage" or has_adv) and any(x is not None for x in v)}
+        traj.token_values = {k: v for k, v in model_values.items() if any(x is not None for x in v)}
         traj.pure_generated_text = "".join(joined.texts) if not as_ids else "\n\n".join(model_texts)
         traj.response_length = sampled_total
         advs = [a for a in model_values["advantage"] if a is not None and math.isfinite(a)] if has_adv else []
