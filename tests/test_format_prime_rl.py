@@ -488,6 +488,14 @@ def test_loss_runs_equal_the_plain_twin(mask):
     assert _runs(mask) == runs_of([bool(m) for m in mask])
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(), st.integers(-5, 5), st.booleans(), st.text(max_size=2)), max_size=20))
+def test_number_check_equals_the_plain_twin(values):
+    from trajdocs.formats.prime_rl import _numbers, numbers
+    assert numbers(values) == _numbers(values)
+    assert not numbers("1, 2") and not numbers(None)
+
+
 def test_verl_does_not_claim_prime_rl_files():
     from trajdocs.formats import match_step_path
     assert match_step_path("run/rollouts/step_3/eval/effective/traces.jsonl").fmt == "prime-rl"

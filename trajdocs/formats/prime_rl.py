@@ -141,9 +141,22 @@ def _shown(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _numbers(values: Any) -> bool:
-    return isinstance(values, list) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-                                            for v in values)
+def numbers(values: Any) -> bool:
+    """A list of numbers and nulls. Fast path: a list without null whose sum() works holds only
+    numbers (booleans count as 0 / 1 there, as in the per-value check of the twin `_numbers`)."""
+    if not isinstance(values, list):
+        return False
+    if None not in values:
+        try:
+            sum(values)
+            return True
+        except TypeError:
+            return False
+    return _numbers(values)
+
+
+def _numbers(values: list) -> bool:
+    return all(v is None or isinstance(v, (int, float)) for v in values)
 
 
 def trace_reward(rewards: Any, where: str, problems: Problems) -> float | None:
@@ -322,7 +335,7 @@ def _spread(values: Any, mask: list, count: int, sign: float, what: str, problem
     """Compact per-sampled-token values laid onto a node's tokens (from its first sampled one):
     a value on each sampled token, None on the others; None (with a problem) when the list does
     not hold one number per sampled token."""
-    if not _numbers(values) or len(values) != count:
+    if not numbers(values) or len(values) != count:
         problems.add(f"{what} does not hold one number per sampled token ({count}), not shown")
         return None
     it = iter(values)

@@ -41,7 +41,7 @@ from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
 from .common import Problems, ReadContext, kind
-from .prime_rl import decode, parse_line
+from .prime_rl import decode, numbers, parse_line
 
 NAME = "prime-rl-tokens"
 PATH = re.compile(r"token_exports/step_(?P<step>\d+)/(?P<part>rank_\d+)\.jsonl")
@@ -105,9 +105,7 @@ def _column(record: dict, key: str, n: int, where: str, problems: Problems) -> l
 
 def _floats(values: list | None) -> list | None:
     """Numbers (null stays None); None when the list holds anything else or nothing but nulls."""
-    if values is None or not any(v is not None for v in values):
-        return None
-    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+    if values is None or not any(v is not None for v in values) or not numbers(values):
         return None
     return values
 
