@@ -439,7 +439,7 @@ def test_failed_episode_null_rewards_and_reference_logprobs(tmp_path):
     mask = [False] * 3 + [True] * (len(ids) - 3)
     mask[-2] = False  # a token inside the completion that the model did not sample
     sampled = sum(mask)
-    failed = {"id": "e-failed", "task": {"type": "Task", "data": {"q": "?"}}, "ok": False,
+    failed = {"id": "e-failed", "task": {"type": "Task", "data": {"q": "?"}}, "ok": False, "newer_field": "kept",
               "errors": [{"type": "SandboxError", "message": "no sandbox available"}], "traces": []}
     unscored = {"id": "e-unscored", "task": {"type": "Task", "data": {"q": "?"}}, "group": {"id": "g1"}, "ok": True,
                 "errors": [], "traces": [{"id": "t1", "nodes": [
@@ -454,6 +454,7 @@ def test_failed_episode_null_rewards_and_reference_logprobs(tmp_path):
     exp = find_experiments([str(tmp_path / "results")])[0]
     first, second = step_sections(site, exp.slug, 1)
     assert "no sandbox available" in first.text() and first.find(has_class("td-turns")) is None
+    assert "newer_field" in first.text() and "kept" in first.text()  # a field this reader does not know
     assert "reward —" in second.find(has_class("td-reward")).text()
     turns = second.find_all(has_class("td-turn"))
     assert [t.attrs["data-role"] for t in turns] == ["user", "assistant"]

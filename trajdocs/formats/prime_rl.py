@@ -200,9 +200,9 @@ def decode(ids: list, state: dict, where: str, problems: Problems) -> tuple[list
 def episode_trajectories(episode: dict, lineno: int, problems: Problems, state: dict) -> list[Trajectory]:
     where = f"line {lineno}"
     meta = Meta()
-    for key in ("id", "env", "task", "run", "ok", "errors"):
-        if key in episode:
-            meta.add(f"episode.{key}" if key in ("id", "ok", "errors") else key, _shown(episode[key]))
+    for key, value in episode.items():
+        if key != "traces":
+            meta.add(f"episode.{key}" if key in ("id", "ok", "errors") else str(key), _shown(value))
     group = episode.get("group")
     group_id = group.get("id") if isinstance(group, dict) else None
     traces = episode.get("traces")
