@@ -504,3 +504,19 @@ def test_verl_does_not_claim_prime_rl_files():
     assert (found.fmt, found.step, found.part, found.folder) == ("prime-rl-tokens", 12, "rank_0", "run")
     assert match_step_path("run/token_exports/step_12/STABLE") is None
     assert match_step_path("run/7.jsonl").fmt == "verl"
+
+
+def test_an_unusable_tokenizer_is_one_problem_per_file_and_ids_are_shown(tmp_path):
+    results = write_runs(tmp_path, steps=1)
+    empty = tmp_path / "no-tokenizer-here"
+    empty.mkdir()
+    done = cli("check", str(results), "--tokenizer", str(empty))
+    out = done.stdout + done.stderr
+    assert done.returncode == 1 and "holds no tokenizer.json" in out and "traces.jsonl" in out and "rank_0.jsonl" in out
+    assert out.count("holds no tokenizer.json") <= 6  # once per file, not per trace or line
+    site = build_site(tmp_path, {"runs": "results", "tokenizer": str(empty)})
+    exp = experiments(tmp_path)["[token_exports]"]
+    record = export_lines(exp.steps[0])[0]
+    first = step_sections(site, exp.slug, 1)[0].find(has_class("td-tokens"))
+    start = record["loss_mask"].index(True)
+    assert tokens_of(first)[:3] == [str(i) for i in record["token_ids"][start:start + 3]]
