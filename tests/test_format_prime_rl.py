@@ -497,6 +497,15 @@ def test_number_check_equals_the_plain_twin(values):
     assert not numbers("1, 2") and not numbers(None)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(-2, 2 ** 70), st.booleans(), st.floats(), st.none(), st.text(max_size=1)),
+                max_size=12))
+def test_integer_check_equals_the_plain_twin(values):
+    from trajdocs.formats.prime_rl import _integers, integers
+    assert integers(values) == _integers(values)
+    assert not integers("12") and not integers({"a": 1})
+
+
 def test_verl_does_not_claim_prime_rl_files():
     from trajdocs.formats import match_step_path
     assert match_step_path("run/rollouts/step_3/eval/effective/traces.jsonl").fmt == "prime-rl"

@@ -155,6 +155,21 @@ def numbers(values: Any) -> bool:
     return _numbers(values)
 
 
+def integers(values: Any) -> bool:
+    """A list of integers (token ids). Fast path: sum() of a list is an int only when every value
+    is one (booleans count as integers, as in the per-value twin `_integers`)."""
+    if not isinstance(values, list):
+        return False
+    try:
+        return isinstance(sum(values), int)
+    except TypeError:
+        return False
+
+
+def _integers(values: list) -> bool:
+    return all(isinstance(v, int) for v in values)
+
+
 def _numbers(values: list) -> bool:
     return all(v is None or isinstance(v, (int, float)) for v in values)
 
@@ -254,7 +269,7 @@ def trace_trajectory(trace: dict, where: str, problems: Problems, state: dict) -
             continue
         ids = node.get("token_ids") or []
         mask = node.get("mask") or []
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not integers(ids):
             problems.add(f"{where} node {n}: token_ids is not a list of integers, tokens not shown")
             ids = []
         if not isinstance(mask, list) or len(mask) != len(ids):
@@ -321,7 +336,7 @@ def trace_trajectory(trace: dict, where: str, problems: Problems, state: dict) -
             joined.flags += turn.tokens.flags
             joined.scores += turn.tokens.scores
         traj.tokens = joined
-        traj.token_values = {k: v for k, v in model_values.items() if any(x is not None for x in v)}
+        traj.token_values = {k: v for k, v in model_values.items() if v.count(None) != len(v)}
         traj.pure_generated_text = "".join(joined.texts) if not as_ids else "\n\n".join(model_texts)
         traj.response_length = sampled_total
         advs = [a for a in model_values["advantage"] if a is not None and math.isfinite(a)] if has_adv else []

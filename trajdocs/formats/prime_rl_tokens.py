@@ -41,7 +41,7 @@ from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
 from .common import Problems, ReadContext, kind
-from .prime_rl import decode, numbers, parse_line
+from .prime_rl import decode, integers, numbers, parse_line
 
 NAME = "prime-rl-tokens"
 PATH = re.compile(r"token_exports/step_(?P<step>\d+)/(?P<part>rank_\d+)\.jsonl")
@@ -105,14 +105,14 @@ def _column(record: dict, key: str, n: int, where: str, problems: Problems) -> l
 
 def _floats(values: list | None) -> list | None:
     """Numbers (null stays None); None when the list holds anything else or nothing but nulls."""
-    if values is None or not any(v is not None for v in values) or not numbers(values):
+    if values is None or values.count(None) == len(values) or not numbers(values):
         return None
     return values
 
 
 def sequence_trajectory(record: dict, where: str, problems: Problems, state: dict) -> Trajectory | None:
     ids = record.get("token_ids")
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+    if not integers(ids):
         problems.add(f"{where}: no token_ids list of integers, not shown")
         return None
     n = len(ids)
@@ -182,13 +182,13 @@ def sequence_trajectory(record: dict, where: str, problems: Problems, state: dic
     meta["loss tokens"] = sum(b - a for a, b, m in runs if m)
     for key in SUMMARISED_FLAGS:
         values = cols[key]
-        if values is None or all(v is None for v in values):
+        if values is None or values.count(None) == n:
             meta[key] = "not computed (null)" if key in record else "absent"
         else:
             meta[key] = f"{values.count(True)} of {n} tokens"
     for key in SUMMARISED_NUMBERS:
         values = cols[key]
-        if values is not None and all(v is None for v in values):
+        if values is not None and values.count(None) == n:
             meta[key] = "null (not computed, or the default)"
         elif values is not None:
             meta[key] = _range_text(values, n)
