@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import logging
 import math
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -60,7 +60,6 @@ def sites(tmp_path_factory):
         project = tmp_path_factory.mktemp(f"prime-{name}")
         write_runs(project)
         capture = WarningCapture()
-        logging = __import__("logging")
         logging.getLogger("mkdocs").addHandler(capture)
         try:
             site = build_site(project, {"runs": "results", "cache": False, **plugin})
@@ -344,7 +343,7 @@ def test_nulls_half_written_rank_and_missing_stable(tmp_path):
     partial = json.dumps(sequence(5, 1, 1, "Q", " cut"), separators=(",", ":"))[:120]
     hand_written_export(step_dir, 1, [sequence(5, 1, 0, "Other question?", " Yes.")], tail=partial)
     capture = WarningCapture()
-    logger = __import__("logging").getLogger("mkdocs")
+    logger = logging.getLogger("mkdocs")
     logger.addHandler(capture)
     try:
         site = build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER})
@@ -417,7 +416,7 @@ def test_bad_trace_files_warn_by_name_and_fail_strict(tmp_path):
     assert "effective/traces.jsonl" in out and "line 2" in out and "line 3: invalid JSON" in out and "mask" in out
     assert "all/traces.jsonl" in out and "may still be being written" in out
     capture = WarningCapture()
-    logger = __import__("logging").getLogger("mkdocs")
+    logger = logging.getLogger("mkdocs")
     logger.addHandler(capture)
     try:
         site = build_site(tmp_path, {"runs": "results"})
