@@ -24,7 +24,7 @@ import orjson
 
 from . import __version__
 from .model import StepExtras, StepFile, StepSummary
-from .formats import loads
+from .formats import FORMATS, loads
 
 ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
 
@@ -53,7 +53,8 @@ def step_key(step: StepFile | str, settings: str) -> str:
     times and inode (and the byte range read), then the settings and the code. The change time
     (ctime) moves on every write and also when a tool sets the modification time back (`touch -d`,
     `rsync -t`, `os.utime`), which size + mtime alone miss; the inode changes when a file is
-    replaced by another."""
+    replaced by another. A format's `STAMP_FILES` (marker files beside the step's files, e.g.
+    prime-rl's STABLE) count by their presence."""
     ranges = step.ranges() if isinstance(step, StepFile) else ((step, 0, -1),)
     stamps = []
     for path, start, end in ranges:
@@ -65,6 +66,9 @@ def step_key(step: StepFile | str, settings: str) -> str:
         stamps.append(f"{os.path.abspath(path)}\0{stamp}" + (f"\0{start}\0{end}" if (start, end) != (0, -1) else ""))
     if isinstance(step, StepFile) and step.parts:  # one file may hold several steps (a JSON file of all steps)
         stamps.append(f"step {step.step}")
+    marks = getattr(FORMATS.get(step.fmt), "STAMP_FILES", ()) if isinstance(step, StepFile) else ()
+    for folder in sorted({os.path.dirname(path) for path, _, _ in ranges}) if marks else ():
+        stamps.extend(f"{name}\0{os.path.exists(os.path.join(folder, name))}" for name in marks)
     raw = f"{chr(1).join(stamps)}\0{settings}\0{FINGERPRINT}"
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
 

@@ -404,6 +404,9 @@ def turns_html(turns: Sequence[Turn], options: RenderOptions) -> str:
                        f'{tokens_html(turn.tokens, options.max_tokens, turn.token_values)}')
             if turn.tokens.ids:
                 out.append(f'<p class="td-note td-ids-note">{esc(NO_TOKENIZER_NOTE[0].upper() + NO_TOKENIZER_NOTE[1:])}.</p>')
+                if turn.text:  # the message's text as the file writes it, beside ids that cannot be read
+                    out.append(f'<pre class="td-text">\n{text_html(turn.text[:options.max_text])}</pre>'
+                               + (cut_note(options.max_text, len(turn.text)) if len(turn.text) > options.max_text else ""))
         else:
             text = turn.text or ""
             cut = cut_note(options.max_text, len(text)) if len(text) > options.max_text else ""

@@ -57,7 +57,7 @@ DEFAULT_NAMES = {
 # WRITERS = {kind: Writer(help, default experiment name, write)} where
 # write(folder, name, opts, codec, rng) writes one experiment's files as that trainer does and
 # returns their paths. List the module here.
-WRITER_MODULES: tuple[str, ...] = ("trl", "nemo_rl", "open_instruct", "areal", "skyrl", "roll")
+WRITER_MODULES: tuple[str, ...] = ("trl", "nemo_rl", "open_instruct", "prime_rl", "areal", "skyrl", "roll")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ Each format is one module here, declaring:
 - `steps_in(data)` (only formats whose PATH has no `step` group, e.g. shards holding many steps):
   {step: [(start, end) byte ranges of its records]};
 - `TOKEN_CHANNELS` and `FIELDS`: what per-token and per-trajectory data it provides.
+- `STAMP_FILES` (optional): marker files beside a step's files whose presence changes what its
+  pages say (prime-rl's `STABLE`); they count in the step's cache key.
 
 Adding a format = adding its module (and its writer in `demo/`, fixtures in the tests, a docs
 section) and listing it in `FORMATS`. Formats are tried in this order: the first whose `PATH`
@@ -30,13 +32,13 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 
 from ..model import StepData, StepFile
-from . import areal, lightrft, mapped, nemo_rl, open_instruct, roll, skyrl, trl, verl
+from . import areal, lightrft, mapped, nemo_rl, open_instruct, prime_rl, prime_rl_tokens, roll, skyrl, trl, verl
 from .common import (MAX_FILE_BYTES, CorrectRule, Problems, ReadContext, Unreadable, check_images, loads,
                      read_regular_file)
 
 # Of formats sharing an extension, the last listed claims a file no PATH matches (verl: any .jsonl).
 FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (
-    lightrft, trl, areal, skyrl, roll, nemo_rl, open_instruct, verl, mapped)}
+    lightrft, trl, areal, skyrl, roll, nemo_rl, open_instruct, prime_rl, prime_rl_tokens, verl, mapped)}
 FORMAT_CHOICES = ("auto", *FORMATS)  # the `format` option
 DEFAULT = lightrft.NAME  # a file no format claims by name or extension
 
