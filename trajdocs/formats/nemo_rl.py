@@ -54,6 +54,7 @@ NAME = "nemo-rl"
 PATH = re.compile(r"(?P<view>train|val)_data_step(?P<step>\d+)\.jsonl")
 SUFFIX = ".jsonl"
 NAMES_TEXT = "NeMo-RL files named train_data_step<N>.jsonl or val_data_step<N>.jsonl"
+TOKEN_IDS = True  # token ids: text comes from the `tokenizer` option
 TOKEN_CHANNELS = ("token_ids (as text with the tokenizer option)", "surprisal (−generation_logprobs)",
                   "mismatch (|generation_logprobs − prev_logprobs|)", "advantage (advantages)")
 FIELDS = ("content (prompt, responses, environment feedback)", "rewards", "token_loss_mask (the model's tokens)",

@@ -35,6 +35,7 @@ NAME = "open-instruct"
 PATH = re.compile(r"(?P<run>[^/]+)_rollouts_\d{6,}\.jsonl")
 SUFFIX = ".jsonl"
 NAMES_TEXT = "open-instruct traces named <run>_rollouts_<shard>.jsonl (e.g. grpo__1__1733_rollouts_000000.jsonl)"
+TOKEN_IDS = True  # token ids: text comes from the `tokenizer` option
 TOKEN_CHANNELS = ("response_tokens (as text with the tokenizer option)", "surprisal (−logprobs)")
 FIELDS = ("prompt_tokens (prompt, decoded)", "reward", "advantage", "prompt_idx (group)",
           "metadata (step, sample_idx, finish_reason, dataset, ground_truth, request_info)")

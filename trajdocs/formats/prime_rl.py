@@ -47,6 +47,7 @@ NAME = "prime-rl"
 PATH = re.compile(r"rollouts/step_(?P<step>\d+)/(?P<view>train|eval)/(?P<subset>all|effective)/traces\.jsonl")
 SUFFIX = ".jsonl"
 NAMES_TEXT = "prime-rl traces rollouts/step_<N>/<train|eval>/<all|effective>/traces.jsonl"
+TOKEN_IDS = True  # token ids: text comes from the `tokenizer` option
 TOKEN_CHANNELS = ("surprisal", "advantage", "ref_logprob")
 FIELDS = ("group.id (group)", "rewards (reward = sum of score × weight)", "metrics", "nodes (turns with roles)",
           "token_ids / mask / logprobs / advantages (sampled tokens)", "errors, stop_condition, info, timing")

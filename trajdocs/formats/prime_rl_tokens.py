@@ -47,6 +47,7 @@ NAME = "prime-rl-tokens"
 PATH = re.compile(r"token_exports/step_(?P<step>\d+)/(?P<part>rank_\d+)\.jsonl")
 SUFFIX = ".jsonl"
 NAMES_TEXT = "prime-rl token exports token_exports/step_<N>/rank_<r>.jsonl"
+TOKEN_IDS = True  # token ids: text comes from the `tokenizer` option
 TOKEN_CHANNELS = ("entropy", "mismatch_kl", "mismatch", "surprisal", "advantage", "importance_ratio")
 FIELDS = ("token_ids (tokens)", "loss_mask (model tokens)", "entropy (score)", "inference_logprobs / trainer_logprobs",
           "mismatch_kl, importance_ratio, advantages", "is_masked*, prob_delta, weights (summaries)",
