@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "a strict build would fail on; exit status 1 on any problem.")
     check.add_argument("paths", nargs="+", metavar="RUNS", help="run folders, as in the plugin's 'runs' option")
     check.add_argument("--format", choices=FORMAT_CHOICES, default="auto",
-                       help="file format (default: auto, by file: .json LightRFT, .jsonl verl)")
+                       help="file format (default: auto: each file by its path, as its trainer names it)")
     check.add_argument("--correct", metavar="FIELD",
                        help="as the plugin's 'correct' option: the field that says a trajectory is correct")
     check.add_argument("--correct-min", metavar="N", type=float, default=1.0,
