@@ -50,7 +50,7 @@ def test_verl_rollouts_are_experiments_with_prompt_groups(tmp_path):
         (folder / f"{step}.jsonl").write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
     site = build_site(tmp_path, strict=True)
     overview = read(site / "runs" / "index.html")
-    assert ">my-exp/<wbr>rollout_data</a>" in overview  # <wbr>: names break only at "/" and "-"
+    assert '><span class="td-seg">my-exp</span>/<wbr><span class="td-seg">rollout_data</span></a>' in overview  # breaks at "/" only
     assert "Accuracy" in overview and "reward_metrics" not in overview  # verl's accuracy comes from acc
     rows = list(csv.DictReader(io.StringIO(read(site / "runs" / "my-exp" / "rollout_data" / "steps.csv"))))
     assert [(r["tokens"], r["high_entropy_tokens"]) for r in rows] == [("", "")] * 3  # no tokens: not 0

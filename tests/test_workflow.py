@@ -107,7 +107,9 @@ def test_runs_from_fsspec_urls(tmp_path, caplog):
     with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
         site = build_site(tmp_path / "project", plugin=plugin, strict=True)
     overview = read(site / "runs" / "index.html")
-    assert ">memory:/<wbr>/<wbr>bucket/<wbr>results/<wbr>exp</a>" in overview and "/<wbr>local/<wbr>results/<wbr>exp</a>" in overview
+    seg = '<span class="td-seg">{}</span>'.format
+    assert f">{seg('memory:')}/<wbr>{seg('')}/<wbr>{seg('bucket')}/<wbr>{seg('results')}/<wbr>{seg('exp')}</a>" in overview
+    assert f"/<wbr>{seg('local')}/<wbr>{seg('results')}/<wbr>{seg('exp')}</a>" in overview
     pages = sorted(p.relative_to(site).as_posix() for p in (site / "runs").rglob("step-2/index.html"))
     assert len(pages) == 2
     html = [read(site / p) for p in pages]
