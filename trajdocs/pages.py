@@ -12,6 +12,7 @@ from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, compar
                        experiment_charts, merge_views)
 from .inject import page_source
 from .model import Experiment, ExperimentRun, Generated, StepExtras, StepPage, StepResult
+from .search import search_box, shard_uri
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
 from .text import counted, esc, fmt_number, fmt_ratio, markdown_text, shown_name, title_text
 
@@ -68,6 +69,7 @@ class Site:
             if summary.cut_texts:
                 out.append(Generated(f"{self.prefix}/{exp.slug}/texts/step-{step.step}.json",
                                      source=str(cache.texts_file(result.key))))
+            out.append(Generated(shard_uri(self.prefix, exp.slug, step.step), source=str(cache.shard_file(result.key))))
             for page in range(1, summary.pages + 1):
                 self.step_pages[self.step_uri(exp, step.step, page)] = StepPage(run, position, result.key, page)
                 title = f"Step {step.step} · {title_text(exp.name)}"
@@ -203,6 +205,21 @@ class Site:
                       "high-entropy in this experiment, and how often they are flagged early and late in "
                       "training.</p>", forking]
         return "".join(parts)
+
+    def search_box(self, here: str, relative: RelativeUrl, current: ExperimentRun | None = None) -> str:
+        """The search box (`search.search_box`) of the page at URL `here`: every experiment's
+        steps, their shards and step pages linked from there; `current` is searched by default."""
+        experiments = []
+        for run in self.runs:
+            steps = []
+            for step, summary in zip(run.exp.steps, run.summaries):
+                if summary.unreadable or not summary.trajectories:
+                    continue
+                urls = [relative(self.urls[self.step_uri(run.exp, step.step, p)], here) for p in range(1, summary.pages + 1)]
+                steps.append([step.step, summary.trajectories, urls])
+            experiments.append({"name": run.exp.name, "shards": relative(f"{self.prefix}/{run.exp.slug}/search/", here),
+                                "steps": steps, "current": run is current})
+        return search_box(experiments, "experiment" if current is not None else "overview")
 
     def experiment_facts(self, run: ExperimentRun) -> str:
         steps = run.summaries

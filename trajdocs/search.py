@@ -1,0 +1,116 @@
+"""Search across a whole run: the per-step text shards written at build time and the search box
+of the overview and experiment pages. The browser side is `assets/search.js` (box, results, the
+highlight on a step page) and `assets/search-worker.js` (the scan).
+
+A shard is a small script, `tdShard({...})`, so that it loads with `importScripts` in a Web Worker
+and with a `<script>` element on a page opened from disk (`file://`, where fetch() and workers
+from file URLs fail in Chromium). It holds text only:
+
+    {"v": 1, "p": [prompt, ...],                      each group's prompt once
+     "t": [[index, page, prompt, reward, correct, response, scores], ...]}
+
+`prompt` indexes "p" (-1: none), `page` is the step page the trajectory is on, `reward` and
+`correct` are what the file says (null where absent or not a finite number), `response` is the
+text the step page shows as the response (the token texts joined, else the decoded text), and
+`scores` the response's entropy-scored tokens as a flat list [start, length, score × 100 rounded
+down, ...] with `start` counted from the end of the previous scored token (an empty list when no
+token has a score)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Sequence, Union
+
+import orjson
+
+from .model import Tokens, Trajectory
+from .stats import group_trajectories
+from .text import counted
+
+SHARD_VERSION = 1
+
+
+def response_text(traj: Trajectory) -> tuple[str, list[int]]:
+    """The response as the step page shows it, and its scored tokens (see the module docstring).
+    A conversation: its model turns' tokens, joined. Token ids without a tokenizer have no text
+    to search: the decoded text field, if any, stands in."""
+    token_lists: list[Tokens] = [t.tokens for t in traj.turns if t.tokens is not None] if traj.turns else \
+        ([traj.tokens] if traj.tokens is not None else [])
+    if not token_lists or any(t.ids for t in token_lists):
+        if traj.pure_generated_text is not None:
+            return traj.pure_generated_text, []
+        return traj.generated_text or "", []
+    parts: list[str] = []
+    scores: list[int] = []
+    offset = last = 0
+    for tokens in token_lists:
+        texts = tokens.texts[:-1] if tokens.end else tokens.texts
+        parts.extend(texts)
+        if any(s is not None for s in tokens.scores):
+            for text, score in zip(texts, tokens.scores):
+                if score is not None and not math.isnan(score):
+                    scores += [offset - last, len(text), score_level(score)]
+                    last = offset + len(text)
+                offset += len(text)
+        else:
+            offset += sum(map(len, texts))
+    return "".join(parts), scores
+
+
+def score_level(score: float) -> int:
+    """An entropy score as a whole number of hundredths, rounded down (so that `level >= 100 × m`
+    holds exactly when score >= m, for any minimum m with at most two decimals)."""
+    if score == math.inf:
+        return 10 ** 9
+    if score == -math.inf:
+        return -10 ** 9
+    return math.floor(score * 100 + 1e-9)
+
+
+def _number(value: Union[float, None]) -> Union[float, None]:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def search_shard(trajectories: Sequence[Trajectory], page_of: dict[int, int]) -> bytes:
+    """One step's search shard (see the module docstring): one pass over the texts in memory."""
+    prompts: list[str] = []
+    rows = []
+    for group in group_trajectories(trajectories):
+        prompt = -1
+        if group[0].prompt:
+            prompt = len(prompts)
+            prompts.append(group[0].prompt)
+        for traj in group:
+            text, scores = response_text(traj)
+            rows.append([traj.index, page_of.get(traj.index, 1), prompt, _number(traj.reward), traj.correct,
+                         text, scores])
+    value = {"v": SHARD_VERSION, "p": prompts, "t": rows}
+    try:
+        body = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):  # lone surrogates: \u escapes, still valid JavaScript
+        body = json.dumps(value, separators=(",", ":")).encode()
+    return b"tdShard(" + body + b");\n"
+
+
+def shard_uri(prefix: str, slug: str, step: int) -> str:
+    return f"{prefix}/{slug}/search/step-{step}.js"
+
+
+def _json_for_html(value: object) -> str:
+    """JSON inside a <script type="application/json">: no `<` that could close it, text escaped."""
+    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e") \
+        .replace("&", "\\u0026")
+
+
+def search_box(experiments: list[dict], here: str) -> str:
+    """The search box of the overview or an experiment page; `experiments`: for each experiment
+    its name, the folder of its shards and the steps ([step, trajectories, [page URLs]]), links
+    relative to this page; `here`: "overview" or "experiment". The page script builds the form."""
+    total = sum(len(e["steps"]) for e in experiments)
+    data = {"experiments": experiments, "here": here}
+    return (f'<div class="td-search" data-search-exclude><h2 id="td-search">Search the run</h2>'
+            f'<p class="td-note td-search-about">Text or a regular expression in the prompts and responses of '
+            f'{counted(total, "step")}, loaded as you search. Press <kbd>/</kbd> to search '
+            f'(<kbd>s</kbd> or <kbd>f</kbd>: the site search).</p>'
+            f'<script type="application/json" class="td-search-data">{_json_for_html(data)}</script></div>')
