@@ -13,22 +13,26 @@ from file URLs fail in Chromium). It holds text only:
 `correct` are what the file says (null where absent or not a finite number), `response` is the
 text the step page shows as the response (the token texts joined, else the decoded text), and
 `scores` the response's entropy-scored tokens as a flat list [start, length, score × 100 rounded
-down, ...] with `start` counted from the end of the previous scored token (an empty list when no
-token has a score)."""
+down, ...] with `start` counted from the end of the previous scored token, in UTF-16 code units
+as JavaScript counts (an empty list when no token has a score)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
+from itertools import accumulate, compress, count, repeat
+from operator import is_not
 from typing import Sequence, Union
 
 import orjson
 
 from .model import Tokens, Trajectory
 from .stats import group_trajectories
-from .text import counted
+from .text import attr, counted
 
 SHARD_VERSION = 1
+ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def response_text(traj: Trajectory) -> tuple[str, list[int]]:
@@ -41,21 +45,26 @@ def response_text(traj: Trajectory) -> tuple[str, list[int]]:
         if traj.pure_generated_text is not None:
             return traj.pure_generated_text, []
         return traj.generated_text or "", []
-    parts: list[str] = []
+    lists = [(t.texts[:-1] if t.end else t.texts, t.scores) for t in token_lists]
+    text = "".join(part for texts, _ in lists for part in texts)
+    if all(values.count(None) == len(values) for _, values in lists):
+        return text, []
+    size = len if text.isascii() or not ASTRAL.search(text) else utf16_len  # JavaScript counts UTF-16 units
     scores: list[int] = []
     offset = last = 0
-    for tokens in token_lists:
-        texts = tokens.texts[:-1] if tokens.end else tokens.texts
-        parts.extend(texts)
-        if any(s is not None for s in tokens.scores):
-            for text, score in zip(texts, tokens.scores):
-                if score is not None and not math.isnan(score):
-                    scores += [offset - last, len(text), score_level(score)]
-                    last = offset + len(text)
-                offset += len(text)
-        else:
-            offset += sum(map(len, texts))
-    return "".join(parts), scores
+    for texts, values in lists:
+        starts = list(accumulate(map(size, texts), initial=offset))  # token i spans starts[i]..starts[i + 1]
+        for i in compress(count(), map(is_not, values[:len(texts)], repeat(None))):  # the scored tokens only
+            score = values[i]
+            if score == score:  # not NaN
+                scores += [starts[i] - last, starts[i + 1] - starts[i], score_level(score)]
+                last = starts[i + 1]
+        offset = starts[-1]
+    return text, scores
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def score_level(score: float) -> int:
@@ -97,20 +106,15 @@ def shard_uri(prefix: str, slug: str, step: int) -> str:
     return f"{prefix}/{slug}/search/step-{step}.js"
 
 
-def _json_for_html(value: object) -> str:
-    """JSON inside a <script type="application/json">: no `<` that could close it, text escaped."""
-    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e") \
-        .replace("&", "\\u0026")
-
-
 def search_box(experiments: list[dict], here: str) -> str:
     """The search box of the overview or an experiment page; `experiments`: for each experiment
     its name, the folder of its shards and the steps ([step, trajectories, [page URLs]]), links
-    relative to this page; `here`: "overview" or "experiment". The page script builds the form."""
+    relative to this page; `here`: "overview" or "experiment". The page script builds the form
+    from the data attribute (not a <script>: Material's instant navigation re-runs those)."""
     total = sum(len(e["steps"]) for e in experiments)
     data = {"experiments": experiments, "here": here}
-    return (f'<div class="td-search" data-search-exclude><h2 id="td-search">Search the run</h2>'
+    return (f'<div class="td-search" data-search-exclude data-search="{attr(json.dumps(data, separators=(",", ":")))}">'
+            '<h2 id="td-search">Search the run</h2>'
             f'<p class="td-note td-search-about">Text or a regular expression in the prompts and responses of '
             f'{counted(total, "step")}, loaded as you search. Press <kbd>/</kbd> to search '
-            f'(<kbd>s</kbd> or <kbd>f</kbd>: the site search).</p>'
-            f'<script type="application/json" class="td-search-data">{_json_for_html(data)}</script></div>')
+            f'(<kbd>s</kbd> or <kbd>f</kbd>: the site search).</p></div>')

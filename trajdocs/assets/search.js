@@ -96,9 +96,8 @@
   }
 
   function setupBox(box) {
-    if (box.getAttribute("data-ready")) return;
-    box.setAttribute("data-ready", "1");
-    var data = JSON.parse(box.querySelector("script.td-search-data").textContent);
+    if (box.querySelector("form.td-search-form")) return;  // (a page restored by instant navigation: its attributes, not its form)
+    var data = JSON.parse(box.getAttribute("data-search"));
     var exps = data.experiments;
     var form = el("form", { class: "td-search-form", role: "search" });
     form.addEventListener("submit", function (e) { e.preventDefault(); schedule(0); });
@@ -197,8 +196,10 @@
     function schedule(delay) {
       clearTimeout(timer);
       timer = setTimeout(start, delay);
+      box.setAttribute("data-state", "pending");
     }
     function start() {
+      timer = null;
       writeUrl();
       searchId++;
       list.textContent = "";
@@ -206,6 +207,7 @@
       more.textContent = "";
       var pattern = query.value;
       if (!pattern) {
+        box.setAttribute("data-state", "done");
         status.textContent = "";
         bar.hidden = true;
         if (engine) engine.cancel();
@@ -238,7 +240,7 @@
       if (m.type === "error") {
         status.textContent = "Not a valid regular expression: " + m.message;
         bar.hidden = true;
-        box.setAttribute("data-state", "error");
+        if (timer === null) box.setAttribute("data-state", "error");
         return;
       }
       m.counts.forEach(function (c) {
@@ -255,7 +257,7 @@
       drawChart();
       if (m.type === "done") {
         bar.hidden = true;
-        box.setAttribute("data-state", "done");
+        if (timer === null) box.setAttribute("data-state", "done");
         if (state.hits < state.matched) more.textContent = "Snippets of the first " + state.hits + " matching responses are listed.";
       }
     }
@@ -410,7 +412,7 @@
     var minimum = num(params.get("td-min"));
     if (params.get("td-in") === "p") {
       var group = section.closest(".td-group");
-      var prompt = section.querySelector(".td-prompt") || (group && group.querySelector(".td-group-head .td-prompt"));
+      var prompt = section.querySelector(".td-prompt") || (group && group.querySelector(":scope > details.td-prompt"));
       if (prompt) {
         prompt.open = true;
         found = markText(prompt.querySelector("pre") || prompt, re);
@@ -451,11 +453,9 @@
     input.select();
   }, true);
 
-  if (window.document$ && typeof window.document$.subscribe === "function") {
-    window.document$.subscribe(init);
-  } else if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", init);
-  } else {
-    init();
-  }
+  /* both: Material's document$ after each instant navigation, and the page load itself (on a
+     page opened from disk document$ may never emit); init does each page's work once */
+  if (window.document$ && typeof window.document$.subscribe === "function") window.document$.subscribe(init);
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
 })();
