@@ -153,6 +153,14 @@ def test_search_filters(page, corpus):
         gen = r["generated_tokens"]  # in entry j + 1, its score in entry j)
         return any("the" in g["text"].lower() and s.get("entropy_score", 0) >= 2.5 for g, s in zip(gen[1:], gen))
     assert found(page) == expected(root, scored) and found(page) != expected(root, word)
+    # a new query cancels the running one: only its results are listed
+    page.fill(".td-search-min", "")
+    page.evaluate("""() => { const input = document.querySelector('.td-search-input');
+        input.value = 'the'; input.dispatchEvent(new Event('input', {bubbles: true}));
+        setTimeout(() => { input.value = 'hmm'; input.dispatchEvent(new Event('input', {bubbles: true})); }, 150); }""")
+    page.wait_for_function("document.querySelector('.td-search-input').value === 'hmm'"
+                           " && document.querySelector('.td-search').getAttribute('data-state') === 'done'")
+    assert found(page) == expected(root, lambda r: "hmm" in r["pure_generated_text"].lower())
     assert page.errors == [] and page.outside == []
 
 
@@ -200,13 +208,19 @@ def test_results_link_to_the_trajectory_with_the_match_highlighted(page, corpus)
 def test_search_from_disk(page, tmp_path):
     write_corpus(tmp_path)
     site = build_site(tmp_path, use_directory_urls=False,
-                      plugin={"runs": "results", "correct": {"field": "info.reward_metrics.accuracy", "min": 1}})
+                      plugin={"runs": "results", "trajectories_per_page": 2})  # two prompt groups: two pages a step
     page.goto((site / "runs" / "index.html").as_uri())
     search(page, "check")
     assert found(page) == expected(tmp_path, lambda r: "check" in r["pure_generated_text"].lower())
-    page.locator(".td-search-link").first.click()
+    links = page.eval_on_selector_all(".td-search-link", "links => links.map(a => a.getAttribute('href'))")
+    for href in links:  # trajectories 2 and 3 are on the step's second page
+        index = int(href.rsplit("#traj-", 1)[1])
+        assert re.search(r"/step-\d+-2\.html\?" if index >= 2 else r"/step-\d+\.html\?", href), href
+    second = next(i for i, href in enumerate(links) if "-2.html" in href)
+    page.locator(".td-search-link").nth(second).click()
     page.wait_for_selector(".td-search-target .td-found")
-    assert page.url.startswith("file://") and "td-q=check" in page.url
+    assert page.url.startswith("file://") and "td-q=check" in page.url and "-2.html" in page.url
+    assert "page 2 of 2" in page.locator("h1").inner_text()
     assert page.errors == [] and page.outside == []
 
 
