@@ -307,3 +307,35 @@ def test_shard_escapes_nothing_away():
     assert body.startswith("tdShard(") and body.endswith(");\n")
     value = json.loads(body[len("tdShard("):-3])
     assert value["p"] == ["p</script>"] and value["t"] == [[3, 2, 0, None, None, "a\u2028b\ud800", []]]
+
+
+@pytest.mark.browser
+def test_find_a_forking_token_across_the_run(page, corpus):
+    root, base = corpus
+    page.goto(base + "runs/alpha/")
+    row = page.locator("table.td-forking tbody tr").first
+    token = row.locator("code.td-tok").inner_text()
+    row.locator("button.td-find").click()
+    page.wait_for_function("document.querySelector('.td-search').getAttribute('data-state') === 'done'")
+    assert page.input_value(".td-search-input") == token and page.locator(".td-search-case").is_checked()
+    assert page.locator(".td-search-exp[value='beta']").is_checked()  # across the run, not only this experiment
+    assert found(page) == expected(root, lambda r: token in r["pure_generated_text"])
+    assert page.errors == [] and page.outside == []
+
+
+@pytest.mark.browser
+def test_find_selected_text_of_a_step_page_across_the_run(page, corpus):
+    root, base = corpus
+    page.goto(base + "runs/beta/step-3/")
+    token = page.locator(".td-traj .td-tokens > i", has_text="answer").first
+    token.scroll_into_view_if_needed()
+    token.evaluate("""e => { const r = document.createRange(); r.selectNodeContents(e);
+        const s = getSelection(); s.removeAllRanges(); s.addRange(r); }""")
+    text = page.evaluate("getSelection().toString()")
+    token.dispatch_event("mouseup")
+    page.locator("a.td-find-link").click()
+    page.wait_for_function("document.querySelector('.td-search') && document.querySelector('.td-search').getAttribute('data-state') === 'done'")
+    assert page.input_value(".td-search-input") == text and page.locator(".td-search-case").is_checked()
+    assert page.locator(".td-search-exp:checked").count() == 2
+    assert found(page) == expected(root, lambda r: text in r["pure_generated_text"])
+    assert page.errors == [] and page.outside == []

@@ -165,7 +165,7 @@
         else if (value !== null) input.value = value;
       });
       var named = params.getAll("td-exp");
-      if (named.length) expBoxes.forEach(function (b) { b.checked = named.indexOf(b.value) >= 0; });
+      if (named.length) expBoxes.forEach(function (b) { b.checked = named.indexOf("*") >= 0 || named.indexOf(b.value) >= 0; });
     }
     function writeUrl() {
       var params = new URLSearchParams(location.search);
@@ -332,6 +332,23 @@
       chart.appendChild(chartSvg);
     }
 
+    /* "find across the run" from a row of the forking-token table: that token, as written, in
+       every experiment's responses */
+    document.querySelectorAll("table.td-forking code.td-tok").forEach(function (code) {
+      if (code.querySelector(".td-null") || code.parentNode.querySelector("button.td-find")) return;
+      var button = el("button", { type: "button", class: "td-find", title: "find this token across the run" }, "find");
+      button.addEventListener("click", function () {
+        query.value = code.textContent;
+        regex.checked = false;
+        matchCase.checked = true;
+        where.value = "r";
+        expBoxes.forEach(function (b) { b.checked = true; });
+        box.scrollIntoView({ block: "start" });
+        schedule(0);
+      });
+      code.insertAdjacentElement("afterend", button);
+    });
+
     form.addEventListener("input", function (event) { schedule(event.target === query ? 120 : 200); });
     form.addEventListener("change", function () { schedule(0); });
     restore();
@@ -432,6 +449,39 @@
       requestAnimationFrame(function () { first.scrollIntoView({ block: "center" }); });
     }
   }
+
+  /* --- a step page: "find across the run" for text selected in a response or prompt ---------- */
+  var findLink = null;
+  function offerFind() {
+    if (findLink) { findLink.remove(); findLink = null; }
+    var selection = window.getSelection();
+    var up = document.querySelector("a.td-up");
+    if (!up || !selection || selection.isCollapsed || !selection.rangeCount) return;
+    var text = selection.toString();
+    var range = selection.getRangeAt(0);
+    var where = range.commonAncestorContainer;
+    where = where.nodeType === 1 ? where : where.parentNode;
+    if (!text.trim() || text.length > 200 || !where.closest || !where.closest(".td-tokens, .td-text, .td-plain")) return;
+    var params = new URLSearchParams();
+    params.set("td-q", text);
+    params.set("td-case", "1");
+    if (where.closest(".td-prompt")) params.set("td-in", "p");
+    params.set("td-exp", "*");
+    var box = range.getBoundingClientRect();
+    findLink = el("a", { class: "td-find-link", href: up.getAttribute("href") + "?" + params.toString() + "#td-search" },
+                  "find across the run");
+    findLink.style.left = Math.max(4, box.left) + "px";
+    findLink.style.top = (box.bottom + 4) + "px";
+    document.body.appendChild(findLink);
+  }
+  document.addEventListener("mouseup", function (event) {
+    if (event.target.closest && event.target.closest(".td-find-link")) return;
+    if (document.querySelector(".td-step")) setTimeout(offerFind, 0);
+  });
+  document.addEventListener("keyup", function (event) {
+    if (event.shiftKey && document.querySelector(".td-step")) offerFind();
+  });
+  window.addEventListener("scroll", function () { if (findLink) { findLink.remove(); findLink = null; } }, { passive: true });
 
   /* --- init, and the "/" key ---------------------------------------------------------------- */
   function init() {
