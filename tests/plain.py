@@ -62,3 +62,15 @@ def packed_floats(values: Sequence) -> Union[str, None]:
             return None
         return prefix + base64.b64encode(packed).decode("ascii")
     return None
+
+
+def scored_tokens(starts: list[int], values: list, last: int, out: list[int]) -> int:
+    """Token by token: [gap, length, level] for each token with a score that is not NaN."""
+    from trajdocs.search import score_level
+
+    for i, score in enumerate(values):
+        if score is None or math.isnan(score):
+            continue
+        out += [starts[i] - last, starts[i + 1] - starts[i], score_level(score)]
+        last = starts[i + 1]
+    return last

@@ -295,6 +295,21 @@ def test_scored_tokens_point_at_their_text(tokens, end):
     assert [(units[2 * a:2 * (a + n)].decode("utf-16-le", "surrogatepass"), level) for a, n, level in got] == want
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                                                     st.floats(0, 10))), max_size=40), st.integers(0, 50))
+def test_scored_tokens_match_their_plain_twin(tokens, offset):
+    import plain
+    from itertools import accumulate
+    from trajdocs.search import scored_tokens
+
+    starts = list(accumulate([n for n, _ in tokens], initial=offset))
+    values = [v for _, v in tokens]
+    fast, slow = [7], [7]
+    assert scored_tokens(starts, values, 3, fast) == plain.scored_tokens(starts, values, 3, slow)
+    assert fast == slow
+
+
 @given(st.floats(0, 100), st.integers(0, 10000))
 def test_score_level_compares_exactly_at_two_decimals(score, hundredths):
     assert (score_level(score) >= hundredths) == (score >= hundredths / 100 - 1e-9) or \
