@@ -354,3 +354,15 @@ def test_find_selected_text_of_a_step_page_across_the_run(page, corpus):
     assert page.locator(".td-search-exp:checked").count() == 2
     assert found(page) == expected(root, lambda r: text in r["pure_generated_text"])
     assert page.errors == [] and page.outside == []
+
+
+@pytest.mark.browser
+def test_a_missing_shard_is_reported_not_hidden(page, corpus):
+    root, base = corpus
+    (root / "site" / "runs" / "beta" / "search" / "step-3.js").unlink()
+    page.goto(base + "runs/")
+    search(page, "the")
+    assert "1 step shards could not be loaded" in page.locator(".td-search-status").inner_text()
+    assert found(page) == {k for k in expected(root, lambda r: "the" in r["pure_generated_text"].lower())
+                           if k[:2] != ("beta", 3)}
+    assert page.outside == []

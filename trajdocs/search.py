@@ -2,9 +2,9 @@
 of the overview and experiment pages. The browser side is `assets/search.js` (box, results, the
 highlight on a step page) and `assets/search-worker.js` (the scan).
 
-A shard is a small script, `tdShard({...})`, so that it loads with `importScripts` in a Web Worker
-and with a `<script>` element on a page opened from disk (`file://`, where fetch() and workers
-from file URLs fail in Chromium). It holds text only:
+A shard is a small script, `tdShard(<JSON>);`: a Web Worker fetches it and reads the JSON (or loads
+it with `importScripts`), and a page opened from disk (`file://`, where fetch() and workers from
+file URLs fail in Chromium) loads it with a `<script>` element. It holds text only:
 
     {"v": 1, "p": [prompt, ...],                      each group's prompt once
      "t": [[index, page, prompt, reward, correct, response, scores], ...]}

@@ -1,5 +1,5 @@
 /* trajdocs search: the scan over the step shards (see trajdocs/search.py for their layout).
-   Runs as a Web Worker (shards loaded with importScripts); on a page opened from disk, where
+   Runs as a Web Worker (shards fetched, or loaded with importScripts); on a page opened from disk, where
    Chromium refuses workers and fetch() from file URLs, search.js loads this file as a plain
    script and drives the same engine on the page, shards loaded with <script> elements. */
 (function (root) {
@@ -8,7 +8,7 @@
   var SNIPPET = 80;       // characters of context each side of a match
   var MATCH_CHARS = 200;  // characters of a match shown
   var MAX_HITS = 500;     // snippets sent per search (the counts cover every response)
-  var BATCH = 6;          // shards loaded at once
+  var BATCH = 8;          // shards loaded at once
 
   function makeRegex(q) {
     var source = q.regex ? q.pattern : q.pattern.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -135,7 +135,8 @@
       function next(start) {
         if (engine.current !== q.id) return Promise.resolve();
         if (start >= list.length) { flush(true); return Promise.resolve(); }
-        var batch = list.slice(start, start + BATCH);
+        var size = start === 0 ? 2 : BATCH;  // a small first batch: the first results sooner
+        var batch = list.slice(start, start + size);
         return shards(batch.map(function (s) { return s.url; })).then(function () {
           if (engine.current !== q.id) return;
           batch.forEach(function (meta) {
@@ -145,7 +146,7 @@
             counts.push([meta.e, meta.step, scanShard(q, re, shard, meta, hits), shard.t.length]);
           });
           if (Date.now() - last > 60 || start === 0) flush(false);
-          return pause().then(function () { return next(start + BATCH); });
+          return pause().then(function () { return next(start + size); });
         });
       }
       return next(0);
@@ -173,7 +174,20 @@
       });
     }
   }
-  var engine = createEngine(function (urls) { return Promise.resolve(importAll(urls)); });
+  /* over http(s): the batch fetched in parallel and read as JSON (the shard is `tdShard(<JSON>);`);
+     a shard that cannot be fetched is tried once more with importScripts */
+  function fetchAll(urls) {
+    if (typeof fetch !== "function") return Promise.resolve(importAll(urls));
+    return Promise.all(urls.map(function (url) {
+      return fetch(url).then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.text();
+      }).then(function (text) {
+        return JSON.parse(text.slice(text.indexOf("(") + 1, text.lastIndexOf(")")));
+      }).catch(function () { return importAll([url])[0]; });
+    }));
+  }
+  var engine = createEngine(fetchAll);
   root.onmessage = function (event) {
     var q = event.data;
     if (q.cancel) { engine.cancel(); return; }

@@ -349,7 +349,7 @@
       code.insertAdjacentElement("afterend", button);
     });
 
-    form.addEventListener("input", function (event) { schedule(event.target === query ? 120 : 200); });
+    form.addEventListener("input", function (event) { schedule(event.target === query ? 60 : 150); });
     form.addEventListener("change", function () { schedule(0); });
     restore();
     if (query.value) schedule(0);
