@@ -425,6 +425,9 @@
     if (!section || section.getAttribute("data-td-found")) return;
     section.setAttribute("data-td-found", "1");
     section.classList.add("td-search-target");
+    [section, section.closest(".td-group")].forEach(function (node) {  // shown even if the page's filter hides it
+      if (node) node.classList.remove("td-hidden");
+    });
     var found = [];
     var minimum = num(params.get("td-min"));
     if (params.get("td-in") === "p") {
