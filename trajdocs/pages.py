@@ -4,7 +4,7 @@ and the bodies of the overview and experiment pages (step pages are rendered in 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .cache import StepCache
 from .discover import link_out
@@ -206,9 +206,10 @@ class Site:
                       "training.</p>", forking]
         return "".join(parts)
 
-    def search_box(self, here: str, relative: RelativeUrl, current: ExperimentRun | None = None) -> str:
+    def search_box(self, here: str, relative: RelativeUrl, current: Sequence[ExperimentRun] = ()) -> str:
         """The search box (`search.search_box`) of the page at URL `here`: every experiment's
-        steps, their shards and step pages linked from there; `current` is searched by default."""
+        steps, their shards and step pages linked from there; the experiment page's own runs
+        (`current`, empty on the overview) are searched by default."""
         experiments = []
         for run in self.runs:
             steps = []
@@ -218,8 +219,8 @@ class Site:
                 urls = [relative(self.urls[self.step_uri(run.exp, step.step, p)], here) for p in range(1, summary.pages + 1)]
                 steps.append([step.step, summary.trajectories, urls])
             experiments.append({"name": run.exp.name, "shards": relative(f"{self.prefix}/{run.exp.slug}/search/", here),
-                                "steps": steps, "current": run is current})
-        return search_box(experiments, "experiment" if current is not None else "overview")
+                                "steps": steps, "current": any(run is c for c in current)})
+        return search_box(experiments, "experiment" if current else "overview")
 
     def experiment_facts(self, run: ExperimentRun) -> str:
         steps = run.summaries

@@ -210,7 +210,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             return fill_slot(output, self.merged_views()[uri])
         if uri in site.experiment_pages:
             run = site.experiment_pages[uri]
-            return fill_slot(output, site.search_box(page.url, get_relative_url, run)
+            return fill_slot(output, site.search_box(page.url, get_relative_url, [run])
                              + site.experiment_body(run, self.merged_views()[uri]))
         info = site.step_pages.get(uri)
         if info is not None:
