@@ -71,3 +71,13 @@ def finite_sum(values: list) -> tuple:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             finite.append(float(v))
     return (sum(finite), len(finite)) if finite else (0.0, 0)
+def scored_tokens(starts: list[int], values: list, last: int, out: list[int]) -> int:
+    """Token by token: [gap, length, level] for each token with a score that is not NaN."""
+    from trajdocs.search import score_level
+
+    for i, score in enumerate(values):
+        if score is None or math.isnan(score):
+            continue
+        out += [starts[i] - last, starts[i + 1] - starts[i], score_level(score)]
+        last = starts[i + 1]
+    return last

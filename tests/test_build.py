@@ -274,14 +274,14 @@ def test_cache_reuses_entries_and_prunes_only_its_own_files(tmp_path, caplog):
     plugin = {"runs": "results", "cache_dir": "mycache", "workers": 1}
     build_site(tmp_path, plugin=plugin)
     entries = sorted(p.name for p in cache.iterdir())
-    assert len(entries) == 2 + 3 * 4 + 2  # ours: a summary, a fragment, extras and the page per step; the downloads
+    assert len(entries) == 2 + 3 * 5 + 2  # ours: a summary, a fragment, extras, the search shard and the page per step; the downloads
     write_step(tmp_path / "results", "exp", 2, [trajectory(2, 0, [tok("changed", True, 1.0)])])
     with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
         site = build_site(tmp_path, plugin=plugin)
     assert "(1 read, 2 from cache)" in caplog.text
     assert "changed" in read(site / "runs" / "exp" / "step-2" / "index.html")
     assert (cache / "notes.html").read_text() == "mine" and (cache / "data.json").exists()
-    assert len(list(cache.iterdir())) == 2 + 3 * 4 + 2  # the old entries of step 2 are gone
+    assert len(list(cache.iterdir())) == 2 + 3 * 5 + 2  # the old entries of step 2 are gone
 
 
 def test_unchanged_step_pages_are_linked_not_rewritten_and_never_written_through(tmp_path):

@@ -36,6 +36,7 @@ from .model import Experiment, ForkingCount, StepData, StepExtras, StepFile, Ste
 from .formats import loads, read_step
 from .remote import is_url, mirror
 from .render import TOKEN_CHARS, RenderOptions, long_texts, step_fragments, step_pages
+from .search import search_shard
 from .stats import forking_tokens, prompt_groups, summarize_step, trajectory_table
 from .text import esc, shown_name
 
@@ -83,11 +84,12 @@ def discover_runs(roots: list[str], labels: list[str], cache_folder: str, skip: 
 # --- 2. summarise and 3. render: one step file ----------------------------------------------
 
 def render_step(step_file: StepFile | str, fmt: str, options: RenderOptions,
-                render: bool = True) -> tuple[StepSummary, list[str], StepExtras, dict]:
+                render: bool = True, shard: list | None = None) -> tuple[StepSummary, list[str], StepExtras, dict]:
     """Read, summarise and render one step (its file, or the files or ranges holding it):
     aggregates, page bodies, the extras that experiment-wide views merge (forking tokens, prompt
     groups), and the texts the pages show cut. With `render` false only the aggregates (the same
-    ones) and the cut texts. Never raises."""
+    ones) and the cut texts. The step's search shard (`search.search_shard`) is appended to
+    `shard` if given. Never raises."""
     if isinstance(step_file, str):
         step_file = StepFile(0, step_file)
     step, path = step_file.step, step_file.path
@@ -105,12 +107,20 @@ def render_step(step_file: StepFile | str, fmt: str, options: RenderOptions,
             fragments = step_fragments(data, summary, path, options, page_of, stats)
             extras = StepExtras(cut_keys(forking_tokens(data.trajectories)),
                                 prompt_groups(data.trajectories, page_of))
-        summary.pages = len(fragments) if render else len(step_pages(data, options))
+            summary.pages = len(fragments)
+        else:
+            pages = step_pages(data, options)
+            page_of = {t.index: number for number, groups in enumerate(pages, 1) for g in groups for t in g}
+            summary.pages = len(pages)
+        if shard is not None:
+            shard.append(search_shard(data.trajectories, page_of))
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the build
         summary = summarize_step(step, StepData(unreadable=f"could not be rendered ({type(err).__name__}: {err})"))
         fragments = [f'<div class="td-step"><p>{esc(summary.unreadable or "")}</p></div>']
         extras, texts = StepExtras(), {}
         summary.pages = 1
+        if shard is not None:
+            shard[:] = [search_shard([], {})]
     summary.images = sorted({rel for t in data.trajectories for rel in t.image_files})
     return summary, fragments, extras, texts
 
@@ -151,8 +161,10 @@ def job_from_json(line: str) -> Job:
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    summary, fragments, extras, texts = render_step(job.step, job.fmt, job.options, job.render)
-    write_entry(Path(job.folder), job.key, summary, fragments if job.render else None, extras.to_json(), texts)
+    shard: list[bytes] = []
+    summary, fragments, extras, texts = render_step(job.step, job.fmt, job.options, job.render, shard)
+    write_entry(Path(job.folder), job.key, summary, fragments if job.render else None, extras.to_json(), texts,
+                shard[0] if shard else None)
     return summary
 
 

@@ -3,7 +3,8 @@
 The pipeline (`build.py`) reads + summarises + renders each step file at most once per content
 and stores the results here. The cache maps (file path, size, mtime, ctime, inode, format,
 options, code fingerprint) to the step's aggregates (JSON), its rendered HTML fragments, its
-extras for the cross-step views (`model.StepExtras` as JSON) and its long texts. Only aggregates
+extras for the cross-step views (`model.StepExtras` as JSON), its long texts and its search
+shard (`search.py`). Only aggregates
 stay in memory across pages; fragments are read back when their page is written, and the written
 step pages are kept here too (hard links into the site) for rebuilds that produce them again.
 Deleting the folder is always safe.
@@ -26,7 +27,7 @@ from . import __version__
 from .model import StepExtras, StepFile, StepSummary
 from .formats import FORMATS, loads
 
-ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv)")
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.search|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv|js)")
 
 
 def _fingerprint() -> str:
@@ -102,17 +103,23 @@ def texts_file(folder: Path, key: str) -> Path:
     return folder / f"{key}.texts.json"
 
 
+def shard_file(folder: Path, key: str) -> Path:
+    return folder / f"{key}.search.js"
+
+
 def fragment_file(folder: Path, key: str, page: int = 1) -> Path:
     return folder / (f"{key}.html" if page == 1 else f"{key}-{page}.html")
 
 
 def write_entry(folder: Path, key: str, summary: StepSummary, fragments: list[str] | None,
-                extras: dict, texts: dict) -> None:
-    """Store one step's results; without `fragments` (only summarised) only its cut texts, which
-    the site copies before the pages are rendered. The aggregates go last: they mark the entry
-    complete (see `StepCache.cached`)."""
+                extras: dict, texts: dict, shard: bytes | None = None) -> None:
+    """Store one step's results; without `fragments` (only summarised) only its cut texts and
+    search shard, which the site copies before the pages are rendered. The aggregates go last: they mark the entry
+    complete (see `StepCache.cached`). `shard`: the step's search shard (`search.py`)."""
     if texts:
         _write_atomic(texts_file(folder, key), json_bytes(texts))
+    if shard is not None and (fragments is None or not shard_file(folder, key).exists()):
+        _write_atomic(shard_file(folder, key), shard)  # the same key: the same shard
     if fragments is None:
         return
     for page, fragment in enumerate(fragments, 1):
@@ -136,6 +143,9 @@ class StepCache:
     def texts_file(self, key: str) -> Path:
         return texts_file(self.folder, key)
 
+    def shard_file(self, key: str) -> Path:
+        return shard_file(self.folder, key)
+
     def extras(self, key: str) -> StepExtras:
         try:
             return StepExtras.from_json(loads(extras_file(self.folder, key).read_bytes()))
@@ -143,7 +153,7 @@ class StepCache:
             return StepExtras()
 
     def cached(self, key: str) -> StepSummary | None:
-        if key in self.known and fragment_file(self.folder, key).exists():
+        if key in self.known and fragment_file(self.folder, key).exists() and shard_file(self.folder, key).exists():
             return self.known[key]
         summary_file = self.folder / f"{key}.json"
         try:
@@ -151,7 +161,8 @@ class StepCache:
         except (OSError, ValueError, TypeError):
             return None  # missing or damaged: rebuilt by the caller
         if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)) \
-                and (not summary.cut_texts or texts_file(self.folder, key).exists()):
+                and (not summary.cut_texts or texts_file(self.folder, key).exists()) \
+                and shard_file(self.folder, key).exists():
             return summary
         return None
 

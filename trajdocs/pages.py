@@ -4,7 +4,7 @@ and the bodies of the overview and experiment pages (step pages are rendered in 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .cache import StepCache
 from .charts import Point, Series, line_chart
@@ -14,6 +14,7 @@ from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, compar
                        experiment_charts, merge_views, readable)
 from .inject import page_source
 from .model import Experiment, ExperimentRun, Generated, StepExtras, StepPage, StepResult
+from .search import search_box, shard_uri
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
 from .text import counted, esc, fmt_ratio, fmt_stat, markdown_text, shown_name, title_text
 
@@ -72,6 +73,7 @@ class Site:
             if summary.cut_texts:
                 out.append(Generated(f"{self.prefix}/{exp.slug}/texts/step-{step.step}.json",
                                      source=str(cache.texts_file(result.key))))
+            out.append(Generated(shard_uri(self.prefix, exp.slug, step.step), source=str(cache.shard_file(result.key))))
             for page in range(1, summary.pages + 1):
                 self.step_pages[self.step_uri(exp, step.step, page)] = StepPage(run, position, result.key, page)
                 word = getattr(FORMATS.get(step.fmt), "STEP_WORD", "Step")  # AReaL: a weight version
@@ -260,6 +262,22 @@ class Site:
                       "high-entropy in this experiment, and how often they are flagged early and late in "
                       "training.</p>", forking]
         return "".join(parts)
+
+    def search_box(self, here: str, relative: RelativeUrl, current: Sequence[ExperimentRun] = ()) -> str:
+        """The search box (`search.search_box`) of the page at URL `here`: every experiment's
+        steps, their shards and step pages linked from there; the experiment page's own runs
+        (`current`, empty on the overview) are searched by default."""
+        experiments = []
+        for run in self.runs:
+            steps = []
+            for step, summary in zip(run.exp.steps, run.summaries):
+                if summary.unreadable or not summary.trajectories:
+                    continue
+                urls = [relative(self.urls[self.step_uri(run.exp, step.step, p)], here) for p in range(1, summary.pages + 1)]
+                steps.append([step.step, summary.trajectories, urls])
+            experiments.append({"name": run.exp.name, "shards": relative(f"{self.prefix}/{run.exp.slug}/search/", here),
+                                "steps": steps, "current": any(run is c for c in current)})
+        return search_box(experiments, "experiment" if current else "overview")
 
     def experiment_facts(self, runs: list[ExperimentRun]) -> str:
         """Searchable facts of an experiment (the first of `runs`); of a run with several views,

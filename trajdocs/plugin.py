@@ -107,6 +107,8 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         self.user_nav = config.nav is not None
         config.extra_css.append(f"{ASSET_URI}/trajdocs.css")
         config.extra_javascript.append(f"{ASSET_URI}/trajdocs.js")
+        config.extra_javascript.append(f"{ASSET_URI}/search.js")
+        config.extra_css.append(f"{ASSET_URI}/search.css")
         shims = polyfills(list(config.plugins), config.extra.get("polyfills"), ASSET_URI)
         if shims is not None:
             config.extra["polyfills"] = shims
@@ -203,11 +205,13 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
             self.finish_steps()
             release_memory(collect=False)  # these pages grow with the steps: each starts from a trimmed heap
         if uri == site.overview_uri:
-            return fill_slot(output, site.overview_body(page.url, get_relative_url))
+            return fill_slot(output, site.search_box(page.url, get_relative_url) + site.overview_body(page.url, get_relative_url))
         if uri == site.prompts_uri:
             return fill_slot(output, self.merged_views()[uri])
         if uri in site.experiment_pages:
-            return fill_slot(output, site.experiment_body(site.experiment_pages[uri], self.merged_views()))
+            runs = site.experiment_pages[uri]
+            return fill_slot(output, site.search_box(page.url, get_relative_url, runs)
+                             + site.experiment_body(runs, self.merged_views()))
         info = site.step_pages.get(uri)
         if info is not None:
             self.slots.remember(output, Waiting(page.file.abs_dest_path, info))
