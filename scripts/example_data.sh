@@ -11,3 +11,5 @@ $TRAJDOCS demo example/results --experiments 1 --kind lightrft-plain --seed 1 --
 # An entropy_score on every token (other writers do this; LightRFT's saver scores flagged tokens only)
 $TRAJDOCS demo example/results --experiments 1 --kind lightrft --all-scores --seed 2 --max-tokens 400 \
   --name lightrft-gsm8k-grpo-all-scores
+# ROLL's logging board and rollout dumps: per-token entropy, log-probs and token rewards (colour by channel)
+$TRAJDOCS demo example/results --experiments 1 --kind roll --seed 3 --max-tokens 400
