@@ -484,7 +484,14 @@
   document.addEventListener("keyup", function (event) {
     if (event.shiftKey && document.querySelector(".td-step")) offerFind();
   });
-  window.addEventListener("scroll", function () { if (findLink) { findLink.remove(); findLink = null; } }, { passive: true });
+  window.addEventListener("scroll", function () {  /* the link follows its selection; gone with it */
+    if (!findLink) return;
+    var selection = window.getSelection();
+    if (!selection || selection.isCollapsed || !selection.rangeCount) { findLink.remove(); findLink = null; return; }
+    var box = selection.getRangeAt(0).getBoundingClientRect();
+    findLink.style.left = Math.max(4, box.left) + "px";
+    findLink.style.top = (box.bottom + 4) + "px";
+  }, { passive: true });
 
   /* --- init, and the "/" key ---------------------------------------------------------------- */
   function init() {
