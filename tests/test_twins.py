@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,31 @@ def test_decode_pieces_on_real_text_joins_split_characters_and_keeps_every_byte(
     assert all(t == "" for t, j in zip(pieces.texts, pieces.joined) if j)
     split = pieces.joined.index(True) if True in pieces.joined else None  # 🙂 and ①... span byte-level tokens
     assert split is not None and pieces.texts[split + 1] != ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(floats, st.none(), st.integers(-5, 5), st.booleans(), st.just("x")), max_size=30))
+def test_magnitudes_equals_its_twin(values):
+    from trajdocs.stats import _magnitude, magnitudes
+
+    assert magnitudes(values) == [_magnitude(v) for v in values] or \
+        [repr(v) for v in magnitudes(values)] == [repr(_magnitude(v)) for v in values]  # NaN != NaN
+
+
+@functools.lru_cache(maxsize=1)
+def _qwen(path: str):  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "é", "你", "🙂", "①", " ", "\n", "<|im_end|>", "×"]), max_size=25),
+       st.integers(0, 3))
+def test_decode_pieces_equals_its_twin_on_split_characters(parts, cut):
+    from trajdocs.tokenizer import decode_pieces, decode_pieces_plain
+
+    path = _qwen_tokenizer_json()
+    ids = _qwen(path).encode("".join(parts)).ids
+    ids = ids[:max(0, len(ids) - cut)]  # a response cut inside a character
+    assert decode_pieces(ids, path) == decode_pieces_plain(ids, path)

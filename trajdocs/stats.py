@@ -119,7 +119,7 @@ def channel_means(trajectories: Iterable[Trajectory]) -> dict[str, float]:
             if not values:
                 continue
             if "mismatch" in values:
-                add("mismatch", list(map(_magnitude, values["mismatch"])))
+                add("mismatch", magnitudes(values["mismatch"]))
             if "mismatch_kl" in values:
                 add("mismatch_kl", values["mismatch_kl"])
             if "surprisal" in values:
@@ -127,6 +127,15 @@ def channel_means(trajectories: Iterable[Trajectory]) -> dict[str, float]:
             elif "logprob" in values:
                 add("surprisal", values["logprob"], -1.0)
     return {name: total / n for name, (total, n) in sums.items()}
+
+
+def magnitudes(values: list) -> list:
+    """|value| of each number of a list, anything else kept as it is. Guarantee: the same as
+    `_magnitude` value by value; fast because a list of floats only (what readers produce) is
+    mapped with `abs` in C."""
+    if values and set(map(type, values)) == {float}:
+        return list(map(abs, values))
+    return list(map(_magnitude, values))
 
 
 def _magnitude(value: object) -> object:

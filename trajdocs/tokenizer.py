@@ -140,16 +140,43 @@ def decode_pieces(ids: Sequence[Any], path: str) -> Pieces:
     """Each id's text, exactly the bytes the trainer's tokenizer gives it, decoded as UTF-8 across
     token boundaries (see `Pieces`). Raises `TokenizerUnavailable`.
 
-    Guarantee: the same as `decode_pieces_plain` (which tests compare it with); fast because a
-    sequence whose every id is a token of whole characters is looked up in one table, without
-    the byte-by-byte decoding, which is used whenever any id is not."""
+    Guarantee: the same as `decode_pieces_plain` (which tests compare it with); fast because ids
+    of tokens made of whole characters are looked up in one table, and only the tokens from a
+    piece of a character to the next point where no byte is pending go through the byte-by-byte
+    decoding; a sequence with an id outside the vocabulary (or not an integer) is decoded plainly."""
     vocab = load(path)
-    if ids and set(map(type, ids)) == {int} and min(ids) >= 0 and max(ids) < vocab.size:
-        whole = vocab.whole_texts()
-        texts = [whole[i] for i in ids]
-        if None not in texts:
-            return Pieces(texts, [False] * len(texts), [])  # type: ignore[arg-type]
-    return decode_pieces_plain(ids, path)
+    if not ids or set(map(type, ids)) != {int} or min(ids) < 0 or max(ids) >= vocab.size:
+        return decode_pieces_plain(ids, path)
+    whole = vocab.whole_texts()
+    texts = [whole[i] for i in ids]
+    if None not in texts:
+        return Pieces(texts, [False] * len(texts), [])  # type: ignore[arg-type]
+    joined = [False] * len(texts)
+    n, i = len(ids), texts.index(None)
+    while True:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while i < n:  # byte by byte from a piece of a character until nothing is pending
+            raw = vocab.token_bytes(ids[i])
+            if isinstance(raw, str):  # a special token flushes what is pending, as in the plain loop
+                texts[i] = decoder.decode(b"", final=True) + raw
+                joined[i] = False
+            else:
+                text = decoder.decode(raw)  # type: ignore[arg-type]
+                texts[i], joined[i] = text, text == "" and raw != b""
+            i += 1
+            if decoder.getstate()[0] == b"":
+                break
+        else:
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                texts[-1] += tail  # type: ignore[operator]
+                joined[-1] = False
+            break
+        try:
+            i = texts.index(None, i)
+        except ValueError:
+            break
+    return Pieces(texts, joined, [])  # type: ignore[arg-type]
 
 
 def decode_pieces_plain(ids: Sequence[Any], path: str) -> Pieces:
