@@ -23,6 +23,8 @@ SHOTS = {  # file name: (page, colour mode or None for a page without tokens)
     "step": ("runs/lightrft-gsm8k-grpo/qwen2.5-0.5b-ep30-kl0.01-lr1e-6/step-30/", "flag"),
     "heat": ("runs/lightrft-gsm8k-grpo-all-scores/qwen2.5-0.5b-ep30-kl0.01-lr1e-6/step-30/", "heat"),
     "experiment": ("runs/lightrft-gsm8k-grpo-all-scores/qwen2.5-0.5b-ep30-kl0.01-lr1e-6/", None),
+    "channel": ("runs/roll-rlvr-math/logging_board/step-5/", "token_reward"),  # colour by another channel
+    "search": ("runs/", "search"),  # the run-wide search on the overview
 }
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -55,14 +57,29 @@ def main() -> int:
                         page.screenshot(path=str(out / f"{name}-{scheme}.png"))
                         page.close()
                         continue
-                    if page.locator("[data-td-setting='mode']").count():  # only where every token has a score
+                    if mode == "search":
+                        page.fill(".td-search-input", "Wait")
+                        page.wait_for_function("document.querySelector('.td-search').getAttribute('data-state') === 'done'")
+                        page.locator(".td-search").scroll_into_view_if_needed()
+                        page.screenshot(path=str(out / f"{name}-{scheme}.png"))
+                        page.close()
+                        continue
+                    channel = page.locator("[data-td-setting='channel']")
+                    if channel.count() and mode not in ("flag", "heat"):
+                        channel.select_option(mode)
+                        page.wait_for_timeout(300)
+                    if mode in ("flag", "heat") and page.locator("[data-td-setting='mode']").count():  # only where every token has a score
                         page.select_option("[data-td-setting='mode']", mode)
                     # the first trajectory with at least 10 flagged tokens (not an immediate end of sequence)
                     index = page.evaluate("Array.from(document.querySelectorAll('.td-traj')).findIndex("
+                                          "t => t.querySelectorAll('.td-tokens i').length >= 10)"
+                                          if mode not in ("flag", "heat") else
+                                          "Array.from(document.querySelectorAll('.td-traj')).findIndex("
                                           "t => t.querySelectorAll('.td-tokens .h').length >= 10)")
                     page.evaluate(f"document.querySelectorAll('.td-traj')[{max(index, 0)}]"
                                   ".querySelector('.td-tokens').scrollIntoView(); window.scrollBy(0, -330)")
-                    page.locator(".td-traj").nth(max(index, 0)).locator(".td-tokens .h").nth(9).hover()
+                    page.locator(".td-traj").nth(max(index, 0)).locator(
+                        ".td-tokens .h" if mode in ("flag", "heat") else ".td-tokens i").nth(9).hover()
                     page.wait_for_timeout(200)
                     page.screenshot(path=str(out / f"{name}-{scheme}.png"))
                     page.close()
