@@ -4,46 +4,21 @@ the `tokenizer` option, or shown as numbers without one."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Iterator
 
 from ..model import Tokens
 from ..tokenizer import TokenizerUnavailable, decode_pieces
-from .common import Problems, first_bad_byte, kind, loads
+from .common import Problems
+from .jsonlines import objects
 
 
 def jsonl_records(data: bytes, problems: Problems, trainer: str, first_line: int = 1) -> Iterator[tuple[int, dict]]:
     """(line number, object) of each line holding a JSON object; every other non-blank line is a
     problem naming its line (a half-written last line: "the file may still be being written").
     `first_line`: the line of its file `data` starts at."""
-    lines = data.split(b"\n")
-    last = len(lines) - (1 if data.endswith(b"\n") else 0) + first_line - 1
-    for lineno, line in enumerate(lines, first_line):
-        if not line.strip():
-            continue
-        try:
-            obj = loads(line)
-        except (ValueError, UnicodeDecodeError) as err:
-            bad = first_bad_byte(line)
-            if bad:
-                try:
-                    obj = loads(line.decode("utf-8", "replace"))
-                except ValueError:
-                    obj = None
-                if isinstance(obj, dict):
-                    problems.add(f"line {lineno}: {bad.split(' (')[0]} of the line and any further bytes that "
-                                 "are not UTF-8 text are shown as \ufffd (U+FFFD)")
-                    yield lineno, obj
-                    continue
-            hint = " (the file may still be being written)" if lineno == last and not data.endswith(b"\n") else ""
-            detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
-            problems.add(f"line {lineno}: invalid JSON: {detail}{hint}")
-            continue
-        if not isinstance(obj, dict):
-            problems.add(f"line {lineno}: is {kind(obj)}, expected an object ({trainer} writes one object a line)")
-            continue
+    for lineno, obj, _, _ in objects(data, problems, trainer, first_line):
         yield lineno, obj
 
 
