@@ -75,6 +75,10 @@ def compare_file(path: Path, pages: list[Path]) -> list[str]:
         expected = rows[item.index][floats[0]] if len(floats) == 1 else None
         if reward != f"reward {fmt_number(expected)}":
             failures.append(f"{where}: reward shown {reward!r}, expected {expected!r}")
+        parts = [p.text() for p in item.section.find_all(has_class("td-reward-part"))]
+        wanted = [] if len(floats) == 1 else [f" · {name} {fmt_number(row[name])}" for name in floats]
+        if parts != wanted:  # several reward functions: each one's value at the top, no made-up total
+            failures.append(f"{where}: reward parts shown {parts!r}, expected {wanted!r}")
     return failures
 
 

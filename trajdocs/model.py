@@ -80,6 +80,7 @@ class Trajectory:
     token_values: dict[str, list] = field(default_factory=dict)  # per-token channels (see CHANNELS), aligned with tokens
     image_files: list[str] = field(default_factory=list)  # relative to the step file's folder
     image_data: list[str] = field(default_factory=list)  # base64 PNG
+    rewards: dict[str, Union[float, None]] = field(default_factory=dict)  # named reward parts as written, no total
     group: Union[str, None] = None  # the file's own group id (GRPO group, prompt index, uid); else by prompt
     turns: list[Turn] = field(default_factory=list)  # a multi-turn conversation, in order (prompt turns too)
     source: Union[str, None] = None  # the file a trajectory came from, when a step has several

@@ -340,6 +340,9 @@ def trajectory_html(traj: Trajectory, options: RenderOptions = RenderOptions(), 
     badge = "" if traj.correct is None else (
         '<span class="td-badge td-right">correct</span> ' if traj.correct else '<span class="td-badge td-wrong">incorrect</span> ')
     adv = "" if traj.advantage is None else f'<span class="td-adv"> · advantage {esc(fmt_number(traj.advantage))}</span>'
+    if traj.rewards:  # the file's reward parts, where it writes no total
+        adv = "".join(f'<span class="td-reward-part"> · {esc(name)} {esc(fmt_number(value))}</span>'
+                      for name, value in traj.rewards.items()) + adv
     chip = f'<span class="td-mark td-{mark}">{mark} in group</span> ' if mark else ""
     head = (f'<h2 class="td-traj-title" id="traj-{traj.index}"><span class="td-traj-name">{" · ".join(title)}'
             f'<a class="td-anchor" href="#t{traj.index}" title="Link to this trajectory" aria-label="Link to trajectory '

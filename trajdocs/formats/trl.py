@@ -54,7 +54,7 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     records = table.to_pylist()
     trajectories = []
     for index, row in enumerate(records):
-        trajectories.append(trl_trajectory(index, row, reward, problems))
+        trajectories.append(trl_trajectory(index, row, reward, problems, tuple(rewards) if reward is None else ()))
     if "prompt" not in names:
         problems.add("no `prompt` column: the completions are shown without their prompts")
     if not trajectories:
@@ -89,7 +89,8 @@ def reward_columns(table) -> list[str]:  # type: ignore[no-untyped-def]
     return [n for n in names[start:end] if n not in OWN_COLUMNS and pa.types.is_floating(table.schema.field(n).type)]
 
 
-def trl_trajectory(index: int, row: dict, reward: str | None, problems: Problems) -> Trajectory:
+def trl_trajectory(index: int, row: dict, reward: str | None, problems: Problems,
+                   rewards: tuple[str, ...] = ()) -> Trajectory:
     traj = Trajectory(index=index)
     prompt, completion = row.get("prompt"), row.get("completion")
     traj.prompt = prompt if prompt is None or isinstance(prompt, str) else as_text(prompt)
@@ -99,6 +100,8 @@ def trl_trajectory(index: int, row: dict, reward: str | None, problems: Problems
     if reward is not None:
         value = row.get(reward)
         traj.reward = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    else:  # several reward functions and no total in the file: each one shown at the top
+        traj.rewards = {name: row.get(name) if isinstance(row.get(name), (int, float)) else None for name in rewards}
     advantage = row.get("advantage")
     if isinstance(advantage, (int, float)) and not isinstance(advantage, bool) and math.isfinite(advantage):
         traj.advantage = float(advantage)
