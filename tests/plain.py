@@ -18,7 +18,7 @@ def score_text(score: float) -> str:
         return "NaN"
     if math.isinf(score):
         return "Infinity" if score > 0 else "-Infinity"
-    return f"{score:.4g}" if abs(score) < 1e300 else repr(score)
+    return f"{score:.6g}" if abs(score) < 1e300 else repr(score)
 
 
 def score_texts(scores: list) -> list:

@@ -50,7 +50,7 @@ def test_keyboard_focus_shows_details(page, site):
     page.goto(site + "runs/exp/step-10/")
     page.locator(".td-tokens .h").nth(1).focus()
     tip = page.locator(".td-tip")
-    assert tip.is_visible() and "entropy 1.25" in tip.inner_text() and "position 2" in tip.inner_text()
+    assert tip.is_visible() and "entropy 1.2500" in tip.inner_text() and "position 2" in tip.inner_text()
 
 
 def test_metadata_is_one_click_away_and_the_toggle_opens_all_of_it_across_steps(page, site):

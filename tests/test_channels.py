@@ -196,7 +196,7 @@ def test_details_show_every_channel_at_the_token(channel_page):
     assert f"log-prob {shown(logprob)}" in tip
     assert f"surprisal {shown(-logprob).lstrip('+')} (−log-prob)" in tip.replace("--", "")
     assert f"advantage {shown(advantage)}" in tip
-    assert "entropy " + token.get_attribute("data-e") in tip and "position 4" in tip
+    assert f"entropy {float(token.get_attribute('data-e')):.4f}" in tip and "position 4" in tip
 
 
 @pytest.mark.browser

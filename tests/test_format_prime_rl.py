@@ -291,7 +291,7 @@ def test_every_token_export_page_equals_its_files(sites, mode):
                 else:
                     assert shown == [str(i) for i in ids[a:b]], where
                 scores = [el.attrs.get("data-e") for el in container.children if not isinstance(el, str) and el.tag == "i"]
-                assert scores == [None if v is None else "%.4g" % v for v in record["entropy"][a:b]], where
+                assert scores == [None if v is None else "%.6g" % v for v in record["entropy"][a:b]], where
                 n = b - a
                 expected = {
                     "mismatch_kl": record["mismatch_kl"][a:b],
@@ -357,7 +357,7 @@ def test_nulls_half_written_rank_and_missing_stable(tmp_path):
     assert len(sections) == 2  # both ranks' complete lines, the cut one not
     first = sections[0].find(has_class("td-tokens"))
     scores = [el.attrs.get("data-e") for el in first.children if not isinstance(el, str) and el.tag == "i"]
-    assert scores[0] is None and scores[1] == "%.4g" % (0.5 + 0.01 * (len(TK.encode("Question: 2+2?").ids) + 1))
+    assert scores[0] is None and scores[1] == "%.6g" % (0.5 + 0.01 * (len(TK.encode("Question: 2+2?").ids) + 1))
     ratio = channel(first, "importance_ratio", len(scores))
     assert ratio[0] == 1.0 and math.isnan(ratio[1])
     for section in sections:  # no STABLE: each sequence says the step is not marked complete

@@ -113,7 +113,7 @@ def test_every_board_token_and_channel_equals_the_file(roll_site):
             tokens = shown_tokens(item.section)
             assert [t.text for t in tokens] == expected, where
             assert "".join(expected) == tk.decode(ids, skip_special_tokens=False), where
-            assert [t.score for t in tokens] == ["%.4g" % v for v in record["old_log_probs2_entropy"][:n]], where
+            assert [t.score for t in tokens] == ["%.6g" % v for v in record["old_log_probs2_entropy"][:n]], where
             box = item.section.find(lambda node: node.tag == "div" and "td-tokens" in node.classes())
             offset = len(record["token_rewards"]) - len(record["logprobs"])
             for channel, values in (("logprob", record["logprobs"][:n]),

@@ -221,19 +221,19 @@ def tokens_html(tokens: Tokens, max_tokens: int, values: dict[str, list] | None 
 
 def score_texts(scores: list) -> list:
     """Scores as data-e values (4 significant digits; NaN and infinities by name); None stays None.
-    Usually all finite: then formatted in one C call (one "%.4g" format over all of them), else
+    Usually all finite: then formatted in one C call (one "%.6g" format over all of them), else
     one by one. Guarantee: the same as formatting each on its own (the plain twin
     `tests/plain.py: score_texts`)."""
     values = [s for s in scores if s is not None]
     if values and math.isfinite(sum(values)) and -1e300 < min(values) and max(values) < 1e300:
-        texts = iter(("%.4g\0" * len(values) % tuple(values)).split("\0"))
+        texts = iter(("%.6g\0" * len(values) % tuple(values)).split("\0"))
         return [None if s is None else next(texts) for s in scores] if len(values) < len(scores) else list(texts)[:-1]
     return [None if s is None else _score(s) for s in scores]
 
 
 def _score(score: float) -> str:
     if math.isfinite(score):
-        return f"{score:.4g}" if abs(score) < 1e300 else repr(score)  # rounding must not overflow
+        return f"{score:.6g}" if abs(score) < 1e300 else repr(score)  # rounding must not overflow
     return "NaN" if math.isnan(score) else ("Infinity" if score > 0 else "-Infinity")
 
 

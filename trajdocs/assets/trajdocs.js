@@ -617,7 +617,8 @@
     var container = token.parentNode;
     var position = Array.prototype.indexOf.call(container.children, token);
     var value = token.getAttribute("data-e");
-    if (value !== null) line(tip, "entropy", value);  // only values the file has
+    // only values the file has; to 4 decimals, as the seed viewer shows them (pages keep 6 digits)
+    if (value !== null) line(tip, "entropy", /^-?[0-9.]+(e[-+]?[0-9]+)?$/i.test(value) ? Number(value).toFixed(4) : value);
     line(tip, "position", String(position));
     if (token.classList.contains("h")) line(tip, "flag", "high-entropy");
     CHANNEL_LABELS.forEach(function (pair) {
