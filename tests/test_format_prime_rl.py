@@ -528,3 +528,21 @@ def test_an_unusable_tokenizer_is_one_problem_per_file_and_ids_are_shown(tmp_pat
     first = step_sections(site, exp.slug, 1)[0].find(has_class("td-tokens"))
     start = record["loss_mask"].index(True)
     assert tokens_of(first)[:3] == [str(i) for i in record["token_ids"][start:start + 3]]
+
+
+def test_a_line_with_bytes_that_are_not_utf8_is_read_and_named(tmp_path):
+    """As every JSON Lines format: the episode is shown, each bad byte as U+FFFD, the first one named."""
+    from trajdocs.formats import read_step
+
+    results = write_runs(tmp_path, kind="prime-rl", steps=1)
+    path = next(results.rglob("traces.jsonl"))
+    lines = path.read_bytes().split(b"\n")
+    whole = len(read_step(str(path)).trajectories)
+    assert b'"content":"' in lines[0]
+    lines[0] = lines[0].replace(b'"content":"', b'"content":"\xe9', 1)  # a Latin-1 byte, as an editor might save it
+    path.write_bytes(b"\n".join(lines))
+    step = read_step(str(path))
+    assert len(step.trajectories) == whole
+    assert any("line 1" in p and "U+FFFD" in p for p in step.problems), step.problems
+    assert any("\ufffd" in (t.prompt or "") + "".join(turn.text or "" for turn in t.turns)
+               for t in step.trajectories)

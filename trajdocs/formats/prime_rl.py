@@ -34,14 +34,14 @@ nodes as their message text. Without a tokenizer a sampled turn shows its token 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
 from ..tokenizer import TokenizerUnavailable, decode_pieces
-from .common import Meta, Problems, ReadContext, accuracy, apply_rule, as_text, correctness, first_bad_byte, kind, loads
+from .common import Meta, Problems, ReadContext, accuracy, apply_rule, as_text, correctness, kind
+from .jsonlines import objects
 
 NAME = "prime-rl"
 PATH = re.compile(r"rollouts/step_(?P<step>\d+)/(?P<view>train|eval)/(?P<subset>all|effective)/traces\.jsonl")
@@ -62,13 +62,7 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     trajectories: list[Trajectory] = []
     records: list[dict] = []
     state = {"tokenizer": ctx.tokenizer, "warned": False}
-    lines = data.split(b"\n")
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        episode = parse_line(line, lineno, lineno == len(lines), problems)
-        if episode is None:
-            continue
+    for lineno, episode, _, _ in objects(data, problems, "prime-rl", ctx.first_line):
         for traj in episode_trajectories(episode, lineno, problems, state):
             traj.index = len(trajectories)
             trajectories.append(traj)
@@ -78,26 +72,6 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     if ctx.rule is not None:
         apply_rule(trajectories, records, ctx.rule, problems)
     return trajectories
-
-
-def parse_line(line: bytes, lineno: int, last: bool, problems: Problems) -> dict | None:
-    """One JSONL line as an object, or None with the reason noted (a cut last line: the file may
-    still be being written)."""
-    try:
-        obj = loads(line)
-    except (ValueError, UnicodeDecodeError) as err:
-        bad = first_bad_byte(line)
-        if bad:
-            problems.add(f"line {lineno}: not UTF-8 text ({bad.split(' (')[0]} of the line), not read")
-            return None
-        hint = " (the file may still be being written)" if last else ""
-        detail = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
-        problems.add(f"line {lineno}: invalid JSON: {detail}{hint}")
-        return None
-    if not isinstance(obj, dict):
-        problems.add(f"line {lineno}: is {kind(obj)}, expected an episode object")
-        return None
-    return obj
 
 
 def message_text(message: Any) -> str:

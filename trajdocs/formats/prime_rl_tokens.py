@@ -41,7 +41,8 @@ from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
 from .common import Problems, ReadContext, kind
-from .prime_rl import decode, integers, numbers, parse_line
+from .jsonlines import objects
+from .prime_rl import decode, integers, numbers
 
 NAME = "prime-rl-tokens"
 PATH = re.compile(r"token_exports/step_(?P<step>\d+)/(?P<part>rank_\d+)\.jsonl")
@@ -73,13 +74,7 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     stable = not ctx.path or os.path.exists(os.path.join(os.path.dirname(ctx.path), STABLE))
     trajectories: list[Trajectory] = []
     state = {"tokenizer": ctx.tokenizer, "warned": False}
-    lines = data.split(b"\n")
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        record = parse_line(line, lineno, lineno == len(lines), problems)
-        if record is None:
-            continue
+    for lineno, record, _, _ in objects(data, problems, "prime-rl", ctx.first_line):
         traj = sequence_trajectory(record, f"line {lineno}", problems, state)
         if traj is None:
             continue
