@@ -89,11 +89,6 @@ def user_claims(mapping: str) -> tuple[tuple[str, re.Pattern], ...]:
     return mapped.claims(mapping)
 
 
-def step_file_names() -> str:
-    """What step files are called, for messages."""
-    return " or ".join(module.NAMES_TEXT for module in FORMATS.values())
-
-
 def detect_format(path: str) -> str:
     """`format: auto`: the format claiming the file's path, else its extension (of formats sharing
     one, the last listed: the broadest, e.g. verl for any `.jsonl`), else the default."""
