@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from .cache import StepCache, json_bytes, step_key, write_entry
+from .cache import StepCache, json_bytes, shard_file, step_key, write_entry
 from .discover import drop_duplicates, duplicate_steps, find_experiments
 from .model import Experiment, ForkingCount, StepData, StepExtras, StepFile, StepResult, StepSummary
 from .formats import loads, read_step
@@ -161,7 +161,8 @@ def job_from_json(line: str) -> Job:
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    shard: list[bytes] = []
+    # a step rendered late was summarised before, and its shard written then: not made again
+    shard: list[bytes] | None = None if job.render and shard_file(Path(job.folder), job.key).exists() else []
     summary, fragments, extras, texts = render_step(job.step, job.fmt, job.options, job.render, shard)
     write_entry(Path(job.folder), job.key, summary, fragments if job.render else None, extras.to_json(), texts,
                 shard[0] if shard else None)
