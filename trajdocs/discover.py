@@ -10,7 +10,7 @@ import stat
 from collections import defaultdict
 
 from .formats import FORMATS, PathMatch, match_step_path, steps_in_file, user_claims, verl
-from .formats.mapped import PARQUET_HINT
+from .formats.parquet import HINT as PARQUET_HINT
 from .model import Experiment, StepFile
 from .text import shown_name
 

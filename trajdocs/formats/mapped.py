@@ -22,6 +22,7 @@ from ..text import counted
 from ..tokenizer import TokenizerUnavailable, decode_pieces
 from .common import (Meta, Problems, ReadContext, Unreadable, accuracy, apply_rule, as_text, correctness,
                      decode_error, first_bad_byte, kind, loads)
+from .parquet import read_table
 
 NAME = "mapped"
 PATH = re.compile(r"(?!)")  # claims nothing by itself: the `mapping` option's `files` pattern does (see `claims`)
@@ -31,7 +32,6 @@ TOKEN_CHANNELS = ("tokens (strings, or ids with the tokenizer)", "entropy", "log
                   *CHANNELS)
 FIELDS = ("prompt", "response", "reward", "step", "group", "metadata (every other field)")
 
-PARQUET_HINT = "pip install 'trajdocs[parquet]'"
 KINDS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 FIELD_KEYS = ("step", "prompt", "response", "reward", "group", "tokens", "entropy", "logprobs")
 KEYS = ("files", *FIELD_KEYS, "channels", "records")
@@ -236,15 +236,7 @@ def document_records(data: bytes, spec: Mapping, problems: Problems) -> list[tup
 
 
 def parquet_records(data: bytes) -> list[tuple[str, dict]]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise Unreadable(f"reading .parquet files needs the 'pyarrow' package: {PARQUET_HINT}") from None
-    try:
-        rows = pq.read_table(pa.BufferReader(data)).to_pylist()
-    except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
-        raise Unreadable(f"not a readable Parquet file ({type(err).__name__}: {err})") from None
+    rows = read_table(data).to_pylist()
     return [(f"row {n}", row) for n, row in enumerate(rows)]
 
 

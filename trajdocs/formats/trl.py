@@ -26,6 +26,7 @@ import re
 
 from ..model import Trajectory
 from .common import CorrectRule, Meta, Problems, ReadContext, Unreadable, apply_rule, as_text
+from .parquet import read_table
 
 NAME = "trl"
 PATH = re.compile(r"completions/completions_(?P<step>\d+)\.parquet")
@@ -34,7 +35,6 @@ NAMES_TEXT = "TRL files named completions/completions_<N>.parquet (e.g. <output_
 TOKEN_CHANNELS = ()
 FIELDS = ("prompt", "completion (response)", "reward (the one reward function column)", "advantage",
           "reward function and log_extra columns (metadata)", "step")
-INSTALL_HINT = "pip install 'trajdocs[parquet]'"
 OWN_COLUMNS = ("step", "prompt", "completion", "advantage")
 
 
@@ -63,19 +63,6 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     if rule is not None:
         apply_rule(trajectories, records, rule, problems)
     return trajectories
-
-
-def read_table(data: bytes):  # type: ignore[no-untyped-def]
-    """The Parquet table in `data`, read with pyarrow (imported here: only builds with TRL files pay for it)."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise Unreadable(f"reading Parquet needs the pyarrow package: {INSTALL_HINT}") from None
-    try:
-        return pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError, ValueError) as err:
-        raise Unreadable(f"not a complete Parquet file ({err}); the trainer may still be writing it") from None
 
 
 def reward_columns(table) -> list[str]:  # type: ignore[no-untyped-def]
