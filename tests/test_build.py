@@ -274,14 +274,44 @@ def test_cache_reuses_entries_and_prunes_only_its_own_files(tmp_path, caplog):
     plugin = {"runs": "results", "cache_dir": "mycache", "workers": 1}
     build_site(tmp_path, plugin=plugin)
     entries = sorted(p.name for p in cache.iterdir())
-    assert len(entries) == 2 + 3 * 5 + 2  # ours: a summary, a fragment, extras, the search shard and the page per step; the downloads
+    assert len(entries) == 2 + 3 * 3 + 2, entries  # ours: the entry, the search shard and the page per step; the downloads
     write_step(tmp_path / "results", "exp", 2, [trajectory(2, 0, [tok("changed", True, 1.0)])])
     with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
         site = build_site(tmp_path, plugin=plugin)
     assert "(1 read, 2 from cache)" in caplog.text
     assert "changed" in read(site / "runs" / "exp" / "step-2" / "index.html")
     assert (cache / "notes.html").read_text() == "mine" and (cache / "data.json").exists()
-    assert len(list(cache.iterdir())) == 2 + 3 * 5 + 2  # the old entries of step 2 are gone
+    assert len(list(cache.iterdir())) == 2 + 3 * 3 + 2  # the old entries of step 2 are gone
+
+
+def test_a_cut_or_damaged_cache_entry_is_read_again(tmp_path, caplog):
+    simple_run(tmp_path / "results", "exp", (1, 2, 3))
+    plugin = {"runs": "results", "workers": 1}
+    first = read(build_site(tmp_path, plugin=plugin) / "runs" / "exp" / "step-2" / "index.html")
+    entries = sorted((tmp_path / ".cache" / "trajdocs").glob("*.entry"))
+    assert len(entries) == 3
+    entries[0].write_bytes(entries[0].read_bytes()[:-5])  # cut short
+    entries[1].write_bytes(b"not an entry\n" + entries[1].read_bytes())
+    with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
+        site = build_site(tmp_path, plugin=plugin, strict=True)
+    assert "(2 read, 1 from cache)" in caplog.text
+    assert read(site / "runs" / "exp" / "step-2" / "index.html") == first
+
+
+def test_search_shards_are_linked_from_the_cache_and_a_shard_changed_in_place_is_made_again(tmp_path, caplog):
+    simple_run(tmp_path / "results", "exp", (1, 2))
+    plugin = {"runs": "results", "workers": 1}
+    site = build_site(tmp_path, plugin=plugin)
+    shard = site / "runs" / "exp" / "search" / "step-1.js"
+    whole = shard.read_bytes()
+    kept = [p for p in (tmp_path / ".cache" / "trajdocs").glob("*.search.js") if p.samefile(shard)]
+    assert len(kept) == 1
+    with open(shard, "r+b") as f:  # what a plugin that rewrites the site's scripts in place would do
+        f.write(b"/* minified */")
+    with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
+        site = build_site(tmp_path, plugin=plugin)
+    assert "(1 read, 1 from cache)" in caplog.text
+    assert shard.read_bytes() == whole
 
 
 def test_unchanged_step_pages_are_linked_not_rewritten_and_never_written_through(tmp_path):

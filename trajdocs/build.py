@@ -145,24 +145,24 @@ class Job(NamedTuple):
     fmt: str
     options: RenderOptions
     folder: str
-    render: bool = True  # false: only read and summarise, write nothing
+    render: bool = True  # false: only read and summarise, write only the texts and the search shard
+    shard_made: bool = False  # its search shard was written by an earlier job (one that only summarised)
 
 
 def job_to_json(job: Job) -> str:
     return json.dumps([job.key, dataclasses.asdict(job.step), job.fmt, dataclasses.asdict(job.options), job.folder,
-                       job.render])
+                       job.render, job.shard_made])
 
 
 def job_from_json(line: str) -> Job:
-    key, step, fmt, options, folder, render = json.loads(line)
+    key, step, fmt, options, folder, render, shard_made = json.loads(line)
     step["parts"] = tuple(tuple(part) for part in step["parts"])
-    return Job(key, StepFile(**step), fmt, RenderOptions(**options), folder, render)
+    return Job(key, StepFile(**step), fmt, RenderOptions(**options), folder, render, shard_made)
 
 
 def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
-    # a step rendered late was summarised before, and its shard written then: not made again
-    shard: list[bytes] | None = None if job.render and shard_file(Path(job.folder), job.key).exists() else []
+    shard: list[bytes] | None = None if job.shard_made else []
     summary, fragments, extras, texts = render_step(job.step, job.fmt, job.options, job.render, shard)
     write_entry(Path(job.folder), job.key, summary, fragments if job.render else None, extras.to_json(), texts,
                 shard[0] if shard else None)
@@ -289,6 +289,7 @@ class StepBuild:
             # the pages on the other core (see `finish`): about as long as MkDocs takes for them all
             later = jobs[len(jobs) - min(len(jobs), len(steps) // 8):]
             first = jobs[:len(jobs) - len(later)] + [job._replace(render=False) for job in later]
+            later = [job._replace(shard_made=True) for job in later]
             summaries, self.by_workers = run_jobs(first, workers)
             if later:
                 self._later = (_start("trajdocs-render", lambda: run_jobs(later, 1)[0]), later)
@@ -297,7 +298,6 @@ class StepBuild:
         made = iter(summaries)
         results = [StepResult(key, hit, True) if hit is not None else StepResult(key, next(made), False)
                    for key, hit in zip(keys, found)]
-        cache.known = {r.key: r.summary for r in results}
         return results
 
     def finish(self) -> dict[str, StepSummary]:
@@ -311,5 +311,4 @@ class StepBuild:
         if len(done) < len(jobs):
             done[len(done):] = [render_job(job) for job in jobs[len(done):]]
         final = {job.key: summary for job, summary in zip(jobs, done)}
-        self.cache.known.update(final)
         return final

@@ -2,11 +2,14 @@
 
 The pipeline (`build.py`) reads + summarises + renders each step file at most once per content
 and stores the results here. The cache maps (file path, size, mtime, ctime, inode, format,
-options, code fingerprint) to the step's aggregates (JSON), its rendered HTML fragments, its
-extras for the cross-step views (`model.StepExtras` as JSON), its long texts and its search
-shard (`search.py`). Only aggregates
-stay in memory across pages; fragments are read back when their page is written, and the written
-step pages are kept here too (hard links into the site) for rebuilds that produce them again.
+options, code fingerprint) to one entry file (`<key>.entry`: a JSON line with the step's
+aggregates and the sizes of what follows, then its rendered HTML fragments, then its extras for the
+cross-step views, `model.StepExtras` as JSON), and to the files the site publishes as they are:
+its long texts and its search shard (`search.py`). One entry file rather than a file per part:
+a cold build creates, and a rebuild after emptying the cache deletes, several files fewer per
+step, and creating files right after many were deleted is slow on ext4. Only aggregates stay in
+memory across pages; fragments are read back when their page is written, and the written step
+pages are kept here too (hard links into the site) for rebuilds that produce them again.
 Deleting the folder is always safe.
 """
 
@@ -19,7 +22,9 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -27,7 +32,7 @@ from . import __version__
 from .model import StepExtras, StepFile, StepSummary
 from .formats import FORMATS, loads
 
-ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.extra|\.steps|\.texts|\.search|\.[0-9a-f]{16}\.page)?\.(?:html|json|csv|js)")
+ENTRY_NAME = re.compile(r"([0-9a-f]{40})(?:-\d+)?(\.steps|\.texts|\.search|\.[0-9a-f]{16}\.page)?\.(?:entry|html|json|csv|js)")
 
 
 def _fingerprint() -> str:
@@ -95,8 +100,8 @@ def _write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
-def extras_file(folder: Path, key: str) -> Path:
-    return folder / f"{key}.extra.json"
+def entry_file(folder: Path, key: str) -> Path:
+    return folder / f"{key}.entry"
 
 
 def texts_file(folder: Path, key: str) -> Path:
@@ -107,25 +112,63 @@ def shard_file(folder: Path, key: str) -> Path:
     return folder / f"{key}.search.js"
 
 
-def fragment_file(folder: Path, key: str, page: int = 1) -> Path:
-    return folder / (f"{key}.html" if page == 1 else f"{key}-{page}.html")
-
-
 def write_entry(folder: Path, key: str, summary: StepSummary, fragments: list[str] | None,
                 extras: dict, texts: dict, shard: bytes | None = None) -> None:
     """Store one step's results; without `fragments` (only summarised) only its cut texts and
-    search shard, which the site copies before the pages are rendered. The aggregates go last: they mark the entry
-    complete (see `StepCache.cached`). `shard`: the step's search shard (`search.py`)."""
+    search shard, which the site copies before the pages are rendered. The entry file goes last:
+    it marks the entry complete (see `StepCache.cached`). `shard`: the step's search shard."""
     if texts:
         _write_atomic(texts_file(folder, key), json_bytes(texts))
-    if shard is not None and (fragments is None or not shard_file(folder, key).exists()):
-        _write_atomic(shard_file(folder, key), shard)  # the same key: the same shard
+    if shard is not None:
+        _write_atomic(shard_file(folder, key), shard)
     if fragments is None:
         return
-    for page, fragment in enumerate(fragments, 1):
-        _write_atomic(fragment_file(folder, key, page), fragment)
-    _write_atomic(extras_file(folder, key), json_bytes(extras))
-    _write_atomic(folder / f"{key}.json", json_bytes(summary))
+    pages = [fragment.encode("utf-8") for fragment in fragments]
+    tail = json_bytes(extras)
+    published = {"shard": _stamp(shard_file(folder, key)), "texts": _stamp(texts_file(folder, key)) if texts else None}
+    head = json_bytes({"summary": dataclasses.asdict(summary), "pages": [len(p) for p in pages], "extras": len(tail),
+                       "published": published})
+    _write_atomic(entry_file(folder, key), b"".join([head, b"\n", *pages, tail]))
+
+
+def _stamp(path: Path) -> list[int]:
+    """A published file's size and modification time: a change written through a hard link in the
+    site (a plugin rewriting the site's files in place) changes them."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [-1, -1]  # never a file's: the entry will not be used
+    return [st.st_size, st.st_mtime_ns]
+
+
+@dataclass
+class Entry:
+    """Where an entry file's parts are: its aggregates, and (offset, length) of each page's
+    fragment and of the extras."""
+
+    summary: StepSummary
+    pages: list[tuple[int, int]]
+    extras: tuple[int, int]
+    published: dict  # `_stamp` of the step's published files ("shard", "texts": None without cut texts)
+
+
+def read_entry_head(f: BinaryIO) -> Entry:
+    """The head line of an open entry file; ValueError (or TypeError, KeyError) when it is not a
+    complete entry (damaged, cut, or written by another version)."""
+    line = f.readline()
+    head = loads(line)
+    offset = len(line)
+    pages = []
+    for length in head["pages"]:
+        pages.append((offset, int(length)))
+        offset += int(length)
+    extras = (offset, int(head["extras"]))
+    if os.fstat(f.fileno()).st_size != offset + extras[1] or not line.endswith(b"\n"):
+        raise ValueError("entry file cut short")
+    summary = StepSummary(**head["summary"])
+    if summary.pages != len(pages):
+        raise ValueError("entry file pages do not match its aggregates")
+    return Entry(summary, pages, extras, dict(head["published"]))
 
 
 class StepCache:
@@ -135,10 +178,6 @@ class StepCache:
         self.used: set[str] = set()
         self.used_pages: set[str] = set()  # assembled pages the last build linked into its site
         self.can_link = True
-        self.known: dict[str, StepSummary] = {}  # this process's summaries, for serve rebuilds
-
-    def fragment_file(self, key: str, page: int = 1) -> Path:
-        return fragment_file(self.folder, key, page)
 
     def texts_file(self, key: str) -> Path:
         return texts_file(self.folder, key)
@@ -148,23 +187,24 @@ class StepCache:
 
     def extras(self, key: str) -> StepExtras:
         try:
-            return StepExtras.from_json(loads(extras_file(self.folder, key).read_bytes()))
+            with open(entry_file(self.folder, key), "rb") as f:
+                offset, length = read_entry_head(f).extras
+                f.seek(offset)
+                return StepExtras.from_json(loads(f.read(length)))
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return StepExtras()
 
     def cached(self, key: str) -> StepSummary | None:
-        if key in self.known and fragment_file(self.folder, key).exists() and shard_file(self.folder, key).exists():
-            return self.known[key]
-        summary_file = self.folder / f"{key}.json"
+        """The step's aggregates when its entry is complete and the files the site publishes from
+        here (hard links: see `link_or_copy`) are still as they were written (`_stamp`)."""
         try:
-            summary = StepSummary(**loads(summary_file.read_bytes()))
-        except (OSError, ValueError, TypeError):
+            with open(entry_file(self.folder, key), "rb") as f:
+                entry = read_entry_head(f)
+        except (OSError, ValueError, TypeError, KeyError):
             return None  # missing or damaged: rebuilt by the caller
-        if all(fragment_file(self.folder, key, p).exists() for p in range(1, summary.pages + 1)) \
-                and (not summary.cut_texts or texts_file(self.folder, key).exists()) \
-                and shard_file(self.folder, key).exists():
-            return summary
-        return None
+        stamps = {"shard": _stamp(shard_file(self.folder, key)),
+                  "texts": _stamp(texts_file(self.folder, key)) if entry.summary.cut_texts else None}
+        return entry.summary if stamps == entry.published and [-1, -1] not in stamps.values() else None
 
     def download(self, owner: str, ext: str, content: bytes) -> str:
         """Keep a generated download (an experiment's steps.csv / steps.json) here rather than in
@@ -180,25 +220,29 @@ class StepCache:
         and the site share a file system the written page is also kept here (a hard link, no copy),
         and a later build that produces the same page links it back instead of writing it (the
         usual case under `serve`). Raises OSError when the fragment is missing."""
-        fragment = self.fragment_file(key, page)
-        size = len(head) + os.path.getsize(fragment) + len(tail)  # before `dest` is touched
-        kept = None
-        if self.can_link:
-            kept = fragment.with_name(f"{fragment.stem}.{hashlib.sha1(head + bytes([0]) + tail).hexdigest()[:16]}.page.html")
+        with open(entry_file(self.folder, key), "rb") as src:  # before `dest` is touched
             try:
-                if os.stat(kept).st_size == size:  # another size: changed in place since
-                    os.unlink(dest)
-                    os.link(kept, dest)
-                    self.used_pages.add(kept.name)
-                    return
-            except OSError:
-                pass
-        with open(dest, "wb") as out:
-            out.write(head)
-            out.flush()
-            with open(fragment, "rb") as src:
-                copy_file(src, out)
-            out.write(tail)
+                offset, length = read_entry_head(src).pages[page - 1]
+            except (ValueError, TypeError, KeyError, IndexError) as err:
+                raise OSError(f"no page {page} in the cache entry ({err})") from None
+            size = len(head) + length + len(tail)
+            kept = None
+            if self.can_link:
+                name = key if page == 1 else f"{key}-{page}"
+                kept = self.folder / f"{name}.{hashlib.sha1(head + bytes([0]) + tail).hexdigest()[:16]}.page.html"
+                try:
+                    if os.stat(kept).st_size == size:  # another size: changed in place since
+                        os.unlink(dest)
+                        os.link(kept, dest)
+                        self.used_pages.add(kept.name)
+                        return
+                except OSError:
+                    pass
+            with open(dest, "wb") as out:
+                out.write(head)
+                out.flush()
+                copy_range(src, out, offset, length)
+                out.write(tail)
         if kept is not None:
             link = self.folder / f".tmp-{kept.name}"
             try:
@@ -223,13 +267,25 @@ class StepCache:
                     pass
 
 
-def copy_file(src, out) -> None:  # type: ignore[no-untyped-def]
-    """Copy an open file into another at its position, in the kernel where it can."""
-    size = os.fstat(src.fileno()).st_size
+def link_or_copy(src: str, dest: str) -> None:
+    """Publish the cache file `src` at `dest` in the site: a hard link where both are on one file
+    system (no copy, and no new file for the file system to allocate), else a copy. Whatever was
+    at `dest` is removed first, never written through."""
+    if os.path.lexists(dest):
+        os.unlink(dest)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def copy_range(src: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
+    """Copy `length` bytes at `offset` of an open file into another at its end, in the kernel
+    where it can. OSError when the source holds fewer bytes."""
     sent = 0
     try:
-        while sent < size:
-            done = os.sendfile(out.fileno(), src.fileno(), sent, size - sent)
+        while sent < length:
+            done = os.sendfile(out.fileno(), src.fileno(), offset + sent, length - sent)
             if done == 0:
                 break
             sent += done
@@ -237,6 +293,9 @@ def copy_file(src, out) -> None:  # type: ignore[no-untyped-def]
         if sent:
             raise
     out.seek(0, os.SEEK_END)
-    if sent < size:
-        src.seek(sent)
-        shutil.copyfileobj(src, out)
+    if sent < length:
+        src.seek(offset + sent)
+        rest = src.read(length - sent)
+        if len(rest) < length - sent:
+            raise OSError("cache entry cut short")
+        out.write(rest)

@@ -21,7 +21,7 @@ from mkdocs.structure.pages import Page
 from mkdocs.utils import get_relative_url, nest_paths
 
 from .build import Discovery, StepBuild, discover_runs
-from .cache import StepCache
+from .cache import StepCache, link_or_copy
 from .discover import empty_folders, no_steps_warning, roots_without_steps
 from .formats import FORMAT_CHOICES
 from .guard import mark_site
@@ -59,6 +59,16 @@ class TrajdocsConfig(Config):
     tokenizer = c.Type(str, default="")  # tokenizer.json or a local Hugging Face model folder: token ids -> text
     mapping = c.Type(dict, default={})  # a generic file's fields -> prompt, response, reward, step ... (format: mapped)
     correct = c.Type(dict, default={})  # {field: dotted path in each record, min: number}: correct / incorrect badges
+
+
+class CacheFile(File):
+    """A generated file whose source is in the cache (a search shard, long texts, a download):
+    published by `link_or_copy` rather than copied."""
+
+    def copy_file(self, dirty: bool = False) -> None:
+        assert self.abs_src_path is not None
+        os.makedirs(os.path.dirname(self.abs_dest_path), exist_ok=True)
+        link_or_copy(self.abs_src_path, self.abs_dest_path)
 
 
 class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
@@ -154,8 +164,10 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
 
     def add(self, files: Files, config: MkDocsConfig, generated: list[Generated]) -> None:
         for g in generated:
-            if g.content is None:
-                files.append(File.generated(config, g.uri, abs_src_path=g.source))
+            if g.content is None:  # a file published as it is: the cache's are linked, never the runs' own
+                assert self.cache is not None and g.source is not None
+                kind = CacheFile if os.path.dirname(g.source) == str(self.cache.folder) else File
+                files.append(kind.generated(config, g.uri, abs_src_path=g.source))
                 continue
             if files.get_file_from_path(g.uri) is not None:
                 raise PluginError(f"trajdocs: {g.uri} already exists in the docs; set the trajdocs 'path' option "
