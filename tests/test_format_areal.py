@@ -145,6 +145,7 @@ def test_the_cli_builds_with_a_tokenizer_and_check_lists_the_format(tmp_path):
     assert steps == 3 and failures == []
     check = run_cli("check", str(tmp_path / "results"))
     assert check.returncode == 0 and "format areal" in check.stdout
+    assert "[rollout]: 2 versions (0–1), format areal" in check.stdout, check.stdout  # weight versions, as pages say
 
 
 def test_a_folder_of_only_unreadable_task_files_fails_strict(tmp_path):

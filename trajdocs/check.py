@@ -36,10 +36,12 @@ def check_runs(paths: list[str], fmt: str = "auto", out: Callable[[str], None] =
     for exp in experiments:
         formats = sorted({fmt if fmt != "auto" else s.fmt or detect_format(s.path) for s in exp.steps})
         numbers = [s.step for s in exp.steps]
-        out(f"{shown_name(exp.name)}: {counted(len(numbers), 'step')} ({numbers[0]}–{numbers[-1]}), format "
+        words = {getattr(FORMATS.get(f), "STEP_WORD", "Step").lower() for f in formats}  # AReaL: weight versions
+        word = words.pop() if len(words) == 1 else "step"
+        out(f"{shown_name(exp.name)}: {counted(len(numbers), word)} ({numbers[0]}–{numbers[-1]}), format "
             f"{', '.join(formats)}, folder {shown_name(exp.folder)}")
         for step, files in duplicate_steps(exp):
-            out(f"  step {step}: more than one file: {', '.join(shown_name(os.path.basename(f)) for f in files)}; "
+            out(f"  {word} {step}: more than one file: {', '.join(shown_name(os.path.basename(f)) for f in files)}; "
                 f"shown: {shown_name(os.path.basename(files[0]))}")
             problems += 1
         ids = 0
