@@ -299,3 +299,19 @@ def test_a_runs_folder_mixing_every_format_builds(tmp_path, warnings_logged):
         assert all(step_pages(site, exp.slug, s.step)[0].exists() for s in exp.steps)
     assert set(formats) == {"areal", "skyrl", "roll", "verl", "lightrft"}
     assert len(formats["roll"]) == 3 and len(formats["areal"]) == 2
+
+
+def test_no_high_entropy_counts_are_made_up_for_a_file_without_flags(roll_site):
+    # ROLL flags no tokens: the count and ratio are unknown (a dash), never 0 / 0.0 %
+    project, site, _ = roll_site
+    pages = sorted(p for p in site.rglob("step-*/index.html") if "logging_board" in p.as_posix())
+    assert pages
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert "<dt>High-entropy tokens</dt><dd>—</dd>" in html and "<dt>High-entropy ratio</dt><dd>—</dd>" in html
+        assert "<dt>High-entropy tokens</dt><dd>0</dd>" not in html and "<th>High-entropy</th>" not in html
+        assert "as flagged in the file" not in html
+    downloads = [p for p in site.rglob("steps.json") if "logging_board" in p.as_posix()]
+    assert downloads
+    for row in json.loads(downloads[0].read_text(encoding="utf-8")):
+        assert row["tokens"] and row["high_entropy_tokens"] is None and row["high_entropy_ratio"] is None

@@ -16,6 +16,7 @@ class Tokens:
     segments: bool = False  # entries are marked text runs (older saver), not single tokens
     end: bool = False  # the last entry is the end-of-sequence token: its flag and score, no text written
     ids: bool = False  # texts are token ids written as numbers: no tokenizer was given to decode them
+    flagged: bool = False  # the file marks high-entropy tokens (LightRFT); else `flags` are all False: none marked
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -125,7 +126,7 @@ class StepSummary:
     step: int
     trajectories: int = 0
     tokens: int = 0
-    high_entropy_tokens: int = 0
+    high_entropy_tokens: Union[int, None] = 0  # None: no response of the step has high-entropy marks in its file
     mean_reward: Union[float, None] = None
     mean_response_length: Union[float, None] = None
     high_entropy_ratio: Union[float, None] = None

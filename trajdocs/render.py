@@ -240,7 +240,7 @@ def _score(score: float) -> str:
 def stats_html(st: TokenStats) -> str:
     items = [
         ("Total tokens", DASH if st.total is None else str(st.total)),
-        ("High-entropy tokens", str(st.high)),
+        ("High-entropy tokens", DASH if st.high is None else str(st.high)),
         ("High-entropy ratio", fmt_ratio(st.ratio)),
         ("Average entropy", fmt_stat(st.mean_score)),
     ]
@@ -517,6 +517,7 @@ class StepHas:
     texts: frozenset = frozenset()  # which of generated_text / pure_generated_text some tokenised trajectory has
     channels: tuple = ()  # per-token channels some trajectory or turn has (names of model.CHANNELS, in that order)
     turn_scores: bool = False  # some model turn has entropy scores
+    flagged: bool = False  # some response's file marks high-entropy tokens (`Tokens.flagged`)
 
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory]) -> "StepHas":
@@ -537,10 +538,12 @@ class StepHas:
                    any(t.advantage is not None for t in trajectories),
                    any(t.response_length is not None for t in trajectories),
                    any(t.tokens.end for t in tokenised), frozenset(texts),
-                   tuple(name for name in CHANNELS if name in names), turn_scores)
+                   tuple(name for name in CHANNELS if name in names), turn_scores,
+                   any(t.tokens.flagged for t in tokenised)
+                   or any(turn.tokens is not None and turn.tokens.flagged for t in trajectories for turn in t.turns))
 
 
-def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, True)) -> str:
+def controls_html(scale: EntropyScale, has: StepHas = StepHas(True, True, True, True, flagged=True)) -> str:
     shown = {"meta"} | ({"scores", "stats"} | has.texts if has.tokens else set())
     boxes = "".join(
         f'<label><input type="checkbox" data-td-toggle="{key}"{" checked" if on else ""}> {label}</label>'
@@ -630,11 +633,12 @@ SHIFT_NOTE = ('<p class="td-shift-note">Each token shows the flag and score of t
               'end of sequence, or the last token of a response cut at the length limit.</p>')
 
 
-def legend_html(scale: EntropyScale, shifted: bool = False, channels: bool = False) -> str:
+def legend_html(scale: EntropyScale, shifted: bool = False, channels: bool = False, flagged: bool = True) -> str:
     ratio = "" if scale.file_ratio is None else f" ({fmt_ratio(scale.file_ratio)} of this step's tokens)"
+    marks = (f'tokens are high-entropy ("forking") tokens, <span class="td-ratio-note">as flagged in the file{ratio}</span>'
+             if flagged else 'tokens: <span class="td-ratio-note">none flagged (the file flags no tokens)</span>')
     parts = ['<div class="td-legend">',
-             f'<p class="td-legend-flag"><span class="td-swatch">underlined</span> tokens are high-entropy '
-             f'("forking") tokens, <span class="td-ratio-note">as flagged in the file{ratio}</span>. '
+             f'<p class="td-legend-flag"><span class="td-swatch">underlined</span> {marks}. '
              'Hover or focus a token for its entropy score, position, exact text and every other per-token '
              'value the file has (log-probability, advantage, ...).</p>']
     if scale.heat_max is not None:
@@ -653,7 +657,7 @@ def legend_html(scale: EntropyScale, shifted: bool = False, channels: bool = Fal
 
 
 def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStats],
-                  has: StepHas = StepHas(True, True, True, True)) -> str:
+                  has: StepHas = StepHas(True, True, True, True, flagged=True)) -> str:
     """One row per trajectory; the advantage, high-entropy and correct columns only where the step has them."""
     rows = []
     for t in trajectories:
@@ -663,13 +667,13 @@ def summary_table(trajectories: Sequence[Trajectory], stats: dict[int, TokenStat
             cells.append(f"<td>{fmt_number(t.advantage)}</td>")
         if has.length:
             cells.append(f"<td>{DASH if t.response_length is None else t.response_length}</td>")
-        if has.tokens:
+        if has.flagged:
             cells.append(f"<td>{fmt_ratio(st.ratio)}</td>")
         if has.correct:
             cells.append(f"<td>{ {True: '✓', False: '✗', None: DASH}[t.correct]}</td>")
         rows.append(f'<tr data-index="{t.index}">{"".join(cells)}</tr>')
     head = ("<tr><th>Trajectory</th><th>Reward</th>" + ("<th>Advantage</th>" if has.advantage else "")
-            + ("<th>Length</th>" if has.length else "") + ("<th>High-entropy</th>" if has.tokens else "")
+            + ("<th>Length</th>" if has.length else "") + ("<th>High-entropy</th>" if has.flagged else "")
             + ("<th>Correct</th>" if has.correct else "") + "</tr>")
     return (f'<details class="td-summary-box" open><summary>Trajectories on this page</summary>'
             f'<table class="td-summary"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></details>')
@@ -705,7 +709,7 @@ def step_fragments(data: StepData, summary: StepSummary, path: str,
     if data.trajectories:
         top.append(controls_html(scale, has))
         if has.tokens and (scale.scored != "none" or not has.channels):
-            top.append(legend_html(scale, has.shifted, bool(has.channels)))
+            top.append(legend_html(scale, has.shifted, bool(has.channels), has.flagged or not has.tokens))
         elif has.channels:  # no entropy in the file: flags only from the slider, colours from the channels
             top.append('<div class="td-legend"><p class="td-legend-flag"><span class="td-swatch">underlined</span> '
                        'tokens: <span class="td-ratio-note">none flagged (the file flags no tokens)</span>. Hover or '

@@ -22,13 +22,13 @@ EXCERPT_CHARS = 300  # opening of the best response kept there
 @dataclass(slots=True)
 class TokenStats:
     total: Union[int, None]  # None when token boundaries are unknown (marker files without a count)
-    high: int
+    high: Union[int, None]  # None when the file marks no high-entropy tokens (`Tokens.flagged`)
     scored: int
     score_sum: float
 
     @property
     def ratio(self) -> Union[float, None]:
-        return self.high / self.total if self.total else None
+        return self.high / self.total if self.total and self.high is not None else None
 
     @property
     def mean_score(self) -> Union[float, None]:
@@ -40,7 +40,7 @@ def token_stats(tokens: Union[Tokens, None], response_length: Union[int, None] =
         return TokenStats(None, 0, 0, 0.0)
     finite = [s for s in tokens.scores if s is not None and math.isfinite(s)]
     total = response_length if tokens.segments else len(tokens)
-    return TokenStats(total, sum(tokens.flags), len(finite), sum(finite))
+    return TokenStats(total, sum(tokens.flags) if tokens.flagged else None, len(finite), sum(finite))
 
 
 def finite_mean(values: Iterable[Union[float, None]]) -> Union[float, None]:
@@ -62,17 +62,20 @@ def summarize_step(step: int, data: StepData, stats: Union[dict[int, TokenStats]
     trajs = data.trajectories
     stats = stats if stats is not None else trajectory_table(trajs)
     summary.trajectories = len(trajs)
-    total = high = scored = 0
+    total = high = marked = scored = 0  # marked: the tokens of responses whose file marks high-entropy ones
     score_sum = 0.0
     for traj in trajs:
         st = stats[traj.index]
         if st.total:
             total += st.total
-            high += st.high
+            if st.high is not None:
+                high += st.high
+                marked += st.total
         scored += st.scored
         score_sum += st.score_sum
-    summary.tokens, summary.high_entropy_tokens = total, high
-    summary.high_entropy_ratio = high / total if total else None
+    summary.tokens = total
+    summary.high_entropy_tokens = high if marked or not total else None
+    summary.high_entropy_ratio = high / marked if marked else None
     summary.mean_entropy = score_sum / scored if scored else None
     summary.mean_reward = finite_mean(t.reward for t in trajs)
     lengths = [float(t.response_length) for t in trajs if t.response_length is not None]
@@ -205,7 +208,7 @@ def _text_tokens(tokens: Tokens) -> Tokens:
     """Tokens without the end-of-sequence entry (it has no text to count)."""
     if not tokens.end:
         return tokens
-    return Tokens(tokens.texts[:-1], tokens.flags[:-1], tokens.scores[:-1])
+    return Tokens(tokens.texts[:-1], tokens.flags[:-1], tokens.scores[:-1], flagged=tokens.flagged)
 
 
 def group_trajectories(trajectories: Iterable[Trajectory]) -> list[list[Trajectory]]:

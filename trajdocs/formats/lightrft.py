@@ -270,7 +270,7 @@ def parse_tokens(items: list, where: str, problems: Problems) -> Tokens:
         return _parse_odd_tokens(items, where, problems)
     if not set(map(type, texts)) <= {str} or not set(map(type, scores)) <= {float, type(None)}:
         return _parse_odd_tokens(items, where, problems)
-    return Tokens(texts, flags, scores)
+    return Tokens(texts, flags, scores, flagged=True)
 
 
 def saver_tokens(gen: list, where: str, problems: Problems) -> tuple[Tokens, str]:
@@ -283,7 +283,7 @@ def saver_tokens(gen: list, where: str, problems: Problems) -> tuple[Tokens, str
     flag and score, and the last entry's flag and score belong to the final token (the end of
     sequence), whose text the saver does not write: it becomes an empty last token (`end`)."""
     tokens = parse_tokens(gen, f"{where}: generated_tokens", problems)
-    return Tokens(tokens.texts[1:] + [""], tokens.flags, tokens.scores, end=True), tokens.texts[0]
+    return Tokens(tokens.texts[1:] + [""], tokens.flags, tokens.scores, end=True, flagged=True), tokens.texts[0]
 
 
 def _same_json(a: Any, b: Any) -> bool:
@@ -371,12 +371,12 @@ def _parse_odd_tokens(items: list, where: str, problems: Problems) -> Tokens:
         problems.add(f"{where}: {odd} of {len(items)} entries are not token objects with a text")
     if odd_scores:
         problems.add(f"{where}: {odd_scores} entropy_score values are not numbers, ignored")
-    return Tokens(texts, flags, scores)
+    return Tokens(texts, flags, scores, flagged=True)
 
 
 def tokens_from_markers(text: str) -> Tokens:
     """Older saver: `<HIGH_ENTROPY>tok</HIGH_ENTROPY>` inline; unmarked runs become one segment each."""
-    tokens = Tokens(segments=True)
+    tokens = Tokens(segments=True, flagged=True)
     pos = 0
     for m in MARKER.finditer(text):
         if m.start() > pos:
