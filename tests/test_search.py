@@ -366,3 +366,26 @@ def test_a_missing_shard_is_reported_not_hidden(page, corpus):
     assert found(page) == {k for k in expected(root, lambda r: "the" in r["pure_generated_text"].lower())
                            if k[:2] != ("beta", 3)}
     assert page.outside == []
+
+
+def test_one_search_index_for_the_site_and_small_boxes(tmp_path):
+    # every box points at one index of experiments and steps: a page does not grow with them
+    write_corpus(tmp_path)
+    site = build_site(tmp_path, strict=True)
+    text = (site / "runs" / "search-index.js").read_text(encoding="utf-8")
+    assert text.startswith("tdSearchIndex(") and text.endswith(");\n")
+    index = json.loads(text[len("tdSearchIndex("):-3])
+    assert [e["name"] for e in index["experiments"]] == list(EXPS)
+    for exp in index["experiments"]:
+        assert exp["shards"] == f"{exp['name']}/search/"
+        assert [s[0] for s in exp["steps"]] == list(STEPS) and all(s[1] == 4 for s in exp["steps"])
+        for step, _, urls in exp["steps"]:
+            assert urls == [f"{exp['name']}/step-{step}/"]
+            assert (site / "runs" / urls[0] / "index.html").is_file()
+    boxes = {}
+    for page in (site / "runs" / "index.html", site / "runs" / "beta" / "index.html"):
+        m = re.search(r'data-search="([^"]*)"', page.read_text(encoding="utf-8"))
+        assert m, page
+        boxes[page.parent.name] = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert boxes["runs"] == {"index": "search-index.js", "current": list(EXPS), "here": "overview"}
+    assert boxes["beta"] == {"index": "../search-index.js", "current": ["beta"], "here": "experiment"}

@@ -14,7 +14,7 @@ from .insights import (MergedViews, Run, aggregates_csv, aggregates_json, compar
                        experiment_charts, merge_views, readable)
 from .inject import page_source
 from .model import Experiment, ExperimentRun, Generated, StepExtras, StepPage, StepResult
-from .search import search_box, shard_uri
+from .search import search_box, search_index, shard_uri
 from .render import RenderOptions, experiment_table, latest_readable, overview_table, pager, step_links
 from .text import counted, esc, fmt_ratio, fmt_stat, markdown_text, shown_name, title_text
 
@@ -263,10 +263,14 @@ class Site:
                       "training.</p>", forking]
         return "".join(parts)
 
-    def search_box(self, here: str, relative: RelativeUrl, current: Sequence[ExperimentRun] = ()) -> str:
-        """The search box (`search.search_box`) of the page at URL `here`: every experiment's
-        steps, their shards and step pages linked from there; the experiment page's own runs
-        (`current`, empty on the overview) are searched by default."""
+    @property
+    def search_index_uri(self) -> str:
+        return f"{self.prefix}/search-index.js"
+
+    def search_index(self, relative: RelativeUrl) -> Generated:
+        """The run's search index (`search.search_index`): every experiment's readable steps,
+        their shards and step pages, linked from the index's folder."""
+        here = self.search_index_uri
         experiments = []
         for run in self.runs:
             steps = []
@@ -276,8 +280,15 @@ class Site:
                 urls = [relative(self.urls[self.step_uri(run.exp, step.step, p)], here) for p in range(1, summary.pages + 1)]
                 steps.append([step.step, summary.trajectories, urls])
             experiments.append({"name": run.exp.name, "shards": relative(f"{self.prefix}/{run.exp.slug}/search/", here),
-                                "steps": steps, "current": any(run is c for c in current)})
-        return search_box(experiments, "experiment" if current else "overview")
+                                "steps": steps})
+        return Generated(here, search_index(experiments))
+
+    def search_box(self, here: str, relative: RelativeUrl, current: Sequence[ExperimentRun] = ()) -> str:
+        """The search box (`search.search_box`) of the page at URL `here`; the experiment page's
+        own runs (`current`, empty on the overview) are searched by default."""
+        names = [run.exp.name for run in (current or self.runs)]
+        total = sum(len(run.exp.steps) for run in self.runs)
+        return search_box(relative(self.search_index_uri, here), names, total, "experiment" if current else "overview")
 
     def experiment_facts(self, runs: list[ExperimentRun]) -> str:
         """Searchable facts of an experiment (the first of `runs`); of a run with several views,

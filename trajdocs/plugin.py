@@ -152,6 +152,7 @@ class TrajdocsPlugin(BasePlugin[TrajdocsConfig]):
         # written after every step page: they wait for the steps still rendering
         generated += [site.experiment_page(uri, not self.user_nav) for uri in site.experiment_pages]
         self.add(files, config, generated)
+        self.add(files, config, [site.search_index(get_relative_url)])  # after the step pages: it links them
         for folder in empty_folders([r for r in found.roots if r], found.experiments):
             log.info(f"{shown_name(folder)}: no step files, skipped")
         for root in roots_without_steps(found.roots, found.experiments):  # training may not have written one yet

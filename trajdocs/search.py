@@ -136,13 +136,22 @@ def shard_uri(prefix: str, slug: str, step: int) -> str:
     return f"{prefix}/{slug}/search/step-{step}.js"
 
 
-def search_box(experiments: list[dict], here: str) -> str:
-    """The search box of the overview or an experiment page; `experiments`: for each experiment
-    its name, the folder of its shards and the steps ([step, trajectories, [page URLs]]), links
-    relative to this page; `here`: "overview" or "experiment". The page script builds the form
-    from the data attribute (not a <script>: Material's instant navigation re-runs those)."""
-    total = sum(len(e["steps"]) for e in experiments)
-    data = {"experiments": experiments, "here": here}
+def search_index(experiments: list[dict]) -> str:
+    """The run's search index, one script for every search box of the site (so that a page's size
+    does not grow with the number of experiments times steps): for each experiment its name, the
+    folder of its shards and its steps ([step, trajectories, [page URLs]]), links relative to the
+    index's folder. Loaded like a shard: `tdSearchIndex(<JSON>);`."""
+    body = json.dumps({"v": SHARD_VERSION, "experiments": experiments}, separators=(",", ":"))  # ASCII: any name
+    return f"tdSearchIndex({body});\n"
+
+
+def search_box(index: str, current: list[str], total: int, here: str) -> str:
+    """The search box of the overview or an experiment page: `index`, the URL of the run's search
+    index (`search_index`) relative to this page; `current`, the experiments searched by default
+    (every one on the overview); `total`, the number of steps; `here`: "overview" or "experiment".
+    The page script builds the form from the data attribute (not a <script>: Material's instant
+    navigation re-runs those)."""
+    data = {"index": index, "current": current, "here": here}
     return (f'<div class="td-search" data-search-exclude data-search="{attr(json.dumps(data, separators=(",", ":")))}">'
             '<h2 id="td-search">Search the run</h2>'
             f'<p class="td-note td-search-about">Text or a regular expression in the prompts and responses of '

@@ -95,10 +95,50 @@
     return wrap;
   }
 
+  /* The run's search index (experiments, steps, their pages and shards), one script for every
+     search box: loaded once per page load with a <script> element (which works from disk too),
+     its links resolved against its own URL. */
+  var indexes = {};
+  var loadedIndexes = {};
+  window.tdSearchIndex = function (data) {
+    var current = document.currentScript;
+    if (current) loadedIndexes[current.src] = data;
+  };
+  function loadIndex(url) {
+    if (!indexes[url]) {
+      indexes[url] = new Promise(function (resolve) {
+        var tag = document.createElement("script");
+        tag.src = url;
+        tag.onload = function () { resolve(loadedIndexes[tag.src] || null); tag.remove(); };
+        tag.onerror = function () { resolve(null); tag.remove(); };
+        document.head.appendChild(tag);
+      }).then(function (index) {
+        if (!index) delete indexes[url];  // tried again by the next box
+        return index && index.experiments.map(function (exp) {
+          return { name: exp.name, shards: new URL(exp.shards, url).href,
+                   steps: exp.steps.map(function (s) { return [s[0], s[1], s[2].map(function (u) { return new URL(u, url).href; })]; }) };
+        });
+      });
+    }
+    return indexes[url];
+  }
+
+  var started = typeof WeakSet === "function" ? new WeakSet() : null;
   function setupBox(box) {
     if (box.querySelector("form.td-search-form")) return;  // (a page restored by instant navigation: its attributes, not its form)
+    if (started) { if (started.has(box)) return; started.add(box); }
     var data = JSON.parse(box.getAttribute("data-search"));
-    var exps = data.experiments;
+    loadIndex(new URL(data.index, location.href).href).then(function (exps) {
+      if (exps) buildBox(box, data, exps);
+      else box.appendChild(el("p", { class: "td-note td-search-status" }, "The search index of this site could not be loaded."));
+    });
+  }
+
+  function buildBox(box, data, exps) {
+    exps = exps.map(function (exp) {  // the index is shared by every page's box: this box's own copy
+      return { name: exp.name, shards: exp.shards, steps: exp.steps,
+               current: data.here === "overview" || data.current.indexOf(exp.name) >= 0 };
+    });
     var form = el("form", { class: "td-search-form", role: "search" });
     form.addEventListener("submit", function (e) { e.preventDefault(); schedule(0); });
     var query = el("input", { type: "search", class: "td-search-input", placeholder: "Search prompts and responses", "aria-label": "Search text", autocomplete: "off", spellcheck: "false" });
@@ -118,7 +158,7 @@
     var row2 = el("div", { class: "td-search-row td-search-filters" });
     var expBoxes = exps.map(function (exp, i) {
       var input = el("input", { type: "checkbox", class: "td-search-exp", value: exp.name });
-      input.checked = data.here === "overview" || exp.current;
+      input.checked = exp.current;
       if (exps.length > 1) {
         var label = field(exp.name, input);
         label.querySelector("span").style.borderBottom = "3px solid " + COLOURS[i % COLOURS.length];
