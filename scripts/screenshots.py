@@ -52,8 +52,11 @@ def main() -> int:
                     page.goto(base + path)
                     page.evaluate("localStorage.clear()")
                     page.reload()
+                    if page.locator(".td-search").count():  # its form is built once the search index loads
+                        page.wait_for_selector(".td-search-form")
                     if mode is None:
                         page.evaluate("window.scrollTo(0, 120)")
+                        page.wait_for_timeout(400)  # the header's title change on scrolling
                         page.screenshot(path=str(out / f"{name}-{scheme}.png"))
                         page.close()
                         continue
