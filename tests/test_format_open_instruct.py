@@ -314,3 +314,24 @@ def test_a_runs_folder_mixing_formats(tmp_path):
     site = build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER}, strict=True)
     slug = next(e.slug for e in find_experiments([str(tmp_path / "results")]) if writer.RUN_NAME in e.name)
     assert len(sections(step_pages(site, slug, 2))) == 4
+
+
+def test_a_changed_run_metadata_file_is_shown_on_the_next_build(project, tmp_path, caplog):
+    # the metadata file is no step file, but its fields are on every page: it counts in the cache key
+    folder = tmp_path / "results" / "run"
+    folder.mkdir(parents=True)
+    source = project / "results" / "oi-run" / "rollouts"
+    shard = sorted(source.glob(f"{writer.RUN_NAME}_rollouts_*.jsonl"))[0]
+    (folder / shard.name).write_bytes(shard.read_bytes())
+    meta = folder / f"{writer.RUN_NAME}_metadata.jsonl"
+    meta.write_text(json.dumps({"run_name": writer.RUN_NAME, "git_commit": "aaaaaaa"}) + "\n", encoding="utf-8")
+    plugin = {"runs": "results", "workers": 1}
+    site = build_site(tmp_path, plugin=plugin, strict=True)
+    page = site / "runs" / "run" / "step-1" / "index.html"
+    assert "aaaaaaa" in page.read_text("utf-8")
+    meta.write_text(json.dumps({"run_name": writer.RUN_NAME, "git_commit": "bbbbbbb"}) + "\n", encoding="utf-8")
+    with caplog.at_level("INFO", logger="mkdocs.plugins.trajdocs"):
+        build_site(tmp_path, plugin=plugin, strict=True)
+    html = page.read_text("utf-8")
+    assert "bbbbbbb" in html and "aaaaaaa" not in html
+    assert "0 from cache" in caplog.text

@@ -60,23 +60,29 @@ def step_key(step: StepFile | str, settings: str) -> str:
     (ctime) moves on every write and also when a tool sets the modification time back (`touch -d`,
     `rsync -t`, `os.utime`), which size + mtime alone miss; the inode changes when a file is
     replaced by another. A format's `STAMP_FILES` (marker files beside the step's files, e.g.
-    prime-rl's STABLE) count by their presence."""
+    prime-rl's STABLE) count by their presence, its `related_files` (files the pages also show,
+    e.g. open-instruct's run metadata) by the same stamp as the step's own files."""
     ranges = step.ranges() if isinstance(step, StepFile) else ((step, 0, -1),)
-    stamps = []
-    for path, start, end in ranges:
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}"
-        except OSError:
-            stamp = "missing"
-        stamps.append(f"{os.path.abspath(path)}\0{stamp}" + (f"\0{start}\0{end}" if (start, end) != (0, -1) else ""))
+    stamps = [f"{os.path.abspath(path)}\0{_file_stamp(path)}" + (f"\0{start}\0{end}" if (start, end) != (0, -1) else "")
+              for path, start, end in ranges]
     if isinstance(step, StepFile) and step.parts:  # one file may hold several steps (a JSON file of all steps)
         stamps.append(f"step {step.step}")
     marks = getattr(FORMATS.get(step.fmt), "STAMP_FILES", ()) if isinstance(step, StepFile) else ()
     for folder in sorted({os.path.dirname(path) for path, _, _ in ranges}) if marks else ():
         stamps.extend(f"{name}\0{os.path.exists(os.path.join(folder, name))}" for name in marks)
+    related = getattr(FORMATS.get(step.fmt), "related_files", None) if isinstance(step, StepFile) else None
+    for path in sorted({r for p, _, _ in ranges for r in related(p)}) if related else ():
+        stamps.append(f"related\0{os.path.abspath(path)}\0{_file_stamp(path)}")
     raw = f"{chr(1).join(stamps)}\0{settings}\0{FINGERPRINT}"
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _file_stamp(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}"
 
 
 def json_bytes(value: object) -> bytes:

@@ -17,7 +17,8 @@ Each format is one module here, declaring:
   {step: [(start, end) byte ranges of its records]};
 - `TOKEN_CHANNELS` and `FIELDS`: what per-token and per-trajectory data it provides.
 - `STAMP_FILES` (optional): marker files beside a step's files whose presence changes what its
-  pages say (prime-rl's `STABLE`); they count in the step's cache key.
+  pages say (prime-rl's `STABLE`); `related_files(path)` (optional): other files a step file's
+  pages show (open-instruct's run metadata). Both count in the step's cache key.
 
 Adding a format = adding its module (and its writer in `demo/`, fixtures in the tests, a docs
 section) and listing it in `FORMATS`. Formats are tried in this order: the first whose `PATH`

@@ -100,25 +100,33 @@ def trajectory(index: int, obj: dict, where: str, decoder: Decoder, problems: Pr
     return traj
 
 
+def related_files(path: str) -> list[str]:
+    """The run's metadata file beside a shard, `<run>_metadata.jsonl`, whose fields its pages show
+    (so it counts in the step's cache key: `cache.step_key`)."""
+    m = PATH.search(os.path.basename(path)) if path else None
+    return [os.path.join(os.path.dirname(path), f"{m.group('run')}_metadata.jsonl")] if m else []
+
+
 def run_metadata(path: str, problems: Problems) -> dict:
     """`run.<field>` of `<run>_metadata.jsonl` beside the shard (run_name, git_commit, model_name,
     timestamp); {} when there is none."""
-    m = PATH.search(os.path.basename(path)) if path else None
-    if m is None:
+    related = related_files(path)
+    if not related:
         return {}
-    meta_path = os.path.join(os.path.dirname(path), f"{m.group('run')}_metadata.jsonl")
+    meta_path = related[0]
     try:
         st = os.stat(meta_path)
     except OSError:
         return {}
-    fields, problem = _metadata_file(meta_path, st.st_size, st.st_mtime_ns)
+    fields, problem = _metadata_file(meta_path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if problem:
         problems.add(problem)
     return fields
 
 
 @lru_cache(maxsize=16)
-def _metadata_file(path: str, size: int, mtime: int) -> tuple[dict, str]:
+def _metadata_file(path: str, size: int, *version: int) -> tuple[dict, str]:
+    """The fields of a run's metadata file, remembered per version of the file (size, times, inode)."""
     name = os.path.basename(path)
     if size > 2 ** 20:
         return {}, f"{name}: {size:,} bytes, not the one line open-instruct writes: not read"
