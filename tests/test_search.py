@@ -3,6 +3,7 @@ search box of the overview and experiment pages, in real headless Chromium on re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -379,7 +380,8 @@ def test_one_search_index_for_the_site_and_small_boxes(tmp_path):
     for exp in index["experiments"]:
         assert exp["shards"] == f"{exp['name']}/search/"
         assert [s[0] for s in exp["steps"]] == list(STEPS) and all(s[1] == 4 for s in exp["steps"])
-        for step, _, urls in exp["steps"]:
+        for step, _, urls, version in exp["steps"]:
+            assert re.fullmatch(r"[0-9a-f]{10}", version)  # fetched as step-N.js?v=...: a changed step, a new URL
             assert urls == [f"{exp['name']}/step-{step}/"]
             assert (site / "runs" / urls[0] / "index.html").is_file()
     boxes = {}
@@ -387,5 +389,6 @@ def test_one_search_index_for_the_site_and_small_boxes(tmp_path):
         m = re.search(r'data-search="([^"]*)"', page.read_text(encoding="utf-8"))
         assert m, page
         boxes[page.parent.name] = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert boxes["runs"] == {"index": "search-index.js", "current": list(EXPS), "here": "overview"}
-    assert boxes["beta"] == {"index": "../search-index.js", "current": ["beta"], "here": "experiment"}
+    version = hashlib.sha1(text.encode()).hexdigest()[:10]
+    assert boxes["runs"] == {"index": f"search-index.js?v={version}", "current": list(EXPS), "here": "overview"}
+    assert boxes["beta"] == {"index": f"../search-index.js?v={version}", "current": ["beta"], "here": "experiment"}

@@ -3,6 +3,7 @@ and the bodies of the overview and experiment pages (step pages are rendered in 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Callable, Iterable, Sequence
 
@@ -34,6 +35,7 @@ class Site:
         self.step_pages: dict[str, StepPage] = {}
         self.urls: dict[str, str] = {}  # generated page -> its URL in the site
         self._positions: dict[str, dict[int, int]] = {}  # see `positions`
+        self.search_version = ""  # of the search index (`search_index`)
 
     # --- where pages go
 
@@ -274,21 +276,24 @@ class Site:
         experiments = []
         for run in self.runs:
             steps = []
-            for step, summary in zip(run.exp.steps, run.summaries):
+            for step, summary, key in zip(run.exp.steps, run.summaries, run.keys):
                 if summary.unreadable or not summary.trajectories:
                     continue
                 urls = [relative(self.urls[self.step_uri(run.exp, step.step, p)], here) for p in range(1, summary.pages + 1)]
-                steps.append([step.step, summary.trajectories, urls])
+                steps.append([step.step, summary.trajectories, urls, key[:10]])  # the shard's version
             experiments.append({"name": run.exp.name, "shards": relative(f"{self.prefix}/{run.exp.slug}/search/", here),
                                 "steps": steps})
-        return Generated(here, search_index(experiments))
+        content = search_index(experiments)
+        self.search_version = hashlib.sha1(content.encode()).hexdigest()[:10]
+        return Generated(here, content)
 
     def search_box(self, here: str, relative: RelativeUrl, current: Sequence[ExperimentRun] = ()) -> str:
         """The search box (`search.search_box`) of the page at URL `here`; the experiment page's
         own runs (`current`, empty on the overview) are searched by default."""
         names = [run.exp.name for run in (current or self.runs)]
         total = sum(len(run.exp.steps) for run in self.runs)
-        return search_box(relative(self.search_index_uri, here), names, total, "experiment" if current else "overview")
+        index = f"{relative(self.search_index_uri, here)}?v={self.search_version}"  # a new index: a new URL (no stale copy)
+        return search_box(index, names, total, "experiment" if current else "overview")
 
     def experiment_facts(self, runs: list[ExperimentRun]) -> str:
         """Searchable facts of an experiment (the first of `runs`); of a run with several views,

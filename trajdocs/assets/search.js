@@ -116,7 +116,7 @@
         if (!index) delete indexes[url];  // tried again by the next box
         return index && index.experiments.map(function (exp) {
           return { name: exp.name, shards: new URL(exp.shards, url).href,
-                   steps: exp.steps.map(function (s) { return [s[0], s[1], s[2].map(function (u) { return new URL(u, url).href; })]; }) };
+                   steps: exp.steps.map(function (s) { return [s[0], s[1], s[2].map(function (u) { return new URL(u, url).href; }), s[3]]; }) };
         });
       });
     }
@@ -259,7 +259,7 @@
         if (!expBoxes[e].checked) return;
         exp.steps.forEach(function (s) {
           if ((lo === null || s[0] >= lo) && (hi === null || s[0] <= hi)) {
-            shards.push({ e: e, step: s[0], url: new URL(exp.shards + "step-" + s[0] + ".js", location.href).href });
+            shards.push({ e: e, step: s[0], url: new URL(exp.shards + "step-" + s[0] + ".js?v=" + s[3], location.href).href });
           }
         });
       });
