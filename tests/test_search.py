@@ -381,7 +381,8 @@ def test_one_search_index_for_the_site_and_small_boxes(tmp_path):
         assert exp["shards"] == f"{exp['name']}/search/"
         assert [s[0] for s in exp["steps"]] == list(STEPS) and all(s[1] == 4 for s in exp["steps"])
         for step, _, urls, version in exp["steps"]:
-            assert re.fullmatch(r"[0-9a-f]{10}", version)  # fetched as step-N.js?v=...: a changed step, a new URL
+            shard = site / "runs" / exp["name"] / "search" / f"step-{step}.js"  # fetched as step-N.js?v=<version>:
+            assert version == hashlib.sha1(shard.read_bytes()).hexdigest()[:10]  # a changed shard, a new URL
             assert urls == [f"{exp['name']}/step-{step}/"]
             assert (site / "runs" / urls[0] / "index.html").is_file()
     boxes = {}

@@ -164,6 +164,11 @@ def render_job(job: Job) -> StepSummary:
     """Render one step file into the cache folder; return its aggregates."""
     shard: list[bytes] | None = None if job.shard_made else []
     summary, fragments, extras, texts = render_step(job.step, job.fmt, job.options, job.render, shard)
+    try:
+        made = shard[0] if shard else shard_file(Path(job.folder), job.key).read_bytes()
+        summary.shard_version = hashlib.sha1(made).hexdigest()[:10]
+    except OSError:
+        pass  # no shard: the entry is not used (`StepCache.cached`)
     write_entry(Path(job.folder), job.key, summary, fragments if job.render else None, extras.to_json(), texts,
                 shard[0] if shard else None)
     return summary

@@ -143,6 +143,7 @@ class StepSummary:
     mean_mismatch: Union[float, None] = None  # mean |inference − trainer log-prob| over tokens (`mismatch` channel)
     mean_mismatch_kl: Union[float, None] = None  # mean of the `mismatch_kl` channel over tokens
     mean_surprisal: Union[float, None] = None  # mean surprisal (the channel, or −log-prob) over tokens
+    shard_version: str = ""  # a hash of the step's search shard, for its URL (`pages.Site.search_index`)
 
 
 @dataclass(slots=True)

@@ -276,11 +276,11 @@ class Site:
         experiments = []
         for run in self.runs:
             steps = []
-            for step, summary, key in zip(run.exp.steps, run.summaries, run.keys):
+            for step, summary in zip(run.exp.steps, run.summaries):
                 if summary.unreadable or not summary.trajectories:
                     continue
                 urls = [relative(self.urls[self.step_uri(run.exp, step.step, p)], here) for p in range(1, summary.pages + 1)]
-                steps.append([step.step, summary.trajectories, urls, key[:10]])  # the shard's version
+                steps.append([step.step, summary.trajectories, urls, summary.shard_version])
             experiments.append({"name": run.exp.name, "shards": relative(f"{self.prefix}/{run.exp.slug}/search/", here),
                                 "steps": steps})
         content = search_index(experiments)

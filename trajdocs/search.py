@@ -140,8 +140,8 @@ def search_index(experiments: list[dict]) -> str:
     """The run's search index, one script for every search box of the site (so that a page's size
     does not grow with the number of experiments times steps): for each experiment its name, the
     folder of its shards and its steps ([step, trajectories, [page URLs], shard version]), links
-    relative to the index's folder; a shard is fetched with `?v=<its version>`, so that a browser
-    never searches a stale copy of a changed step. Loaded like a shard: `tdSearchIndex(<JSON>);`."""
+    relative to the index's folder; a shard is fetched with `?v=<its version>` (a hash of its
+    bytes), so that a browser never searches a stale copy of a changed step. Loaded like a shard: `tdSearchIndex(<JSON>);`."""
     body = json.dumps({"v": SHARD_VERSION, "experiments": experiments}, separators=(",", ":"))  # ASCII: any name
     return f"tdSearchIndex({body});\n"
 
