@@ -298,6 +298,23 @@ def number(*candidates: Any) -> float | None:
     return None
 
 
+def per_token_list(value: Any, n: int, name: str, where: str, problems: Problems) -> list | None:
+    """`value` when it is a list of one value per token (`n`); None when absent, or, with a problem
+    naming it, when it is anything else."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != n:
+        what = f"{len(value)} values" if isinstance(value, list) else kind(value)
+        problems.add(f"{where}: {name} is {what}, not one value per token ({n}): not shown")
+        return None
+    return value
+
+
+def text_as_written(value: Any) -> str | None:
+    """A text field's value as written (None stays None); anything but a string shown as its JSON."""
+    return value if value is None or isinstance(value, str) else as_text(value)
+
+
 def as_text(value: Any, limit: int = 10_000) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False)

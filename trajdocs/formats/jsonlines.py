@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
-from .common import Problems, as_text, first_bad_byte, kind, loads
+from .common import Problems, first_bad_byte, kind, loads, text_as_written
 
 
 def objects(data: bytes, problems: Problems, writer: str, first_line: int = 1) -> Iterator[tuple[int, dict, int, int]]:
@@ -58,5 +58,4 @@ def _object(line: bytes, lineno: int, last: bool, problems: Problems, writer: st
 
 def text_field(obj: dict, key: str) -> str | None:
     """A text field as written; anything but a string shown as its JSON."""
-    value = obj.get(key)
-    return value if value is None or isinstance(value, str) else as_text(value)
+    return text_as_written(obj.get(key))

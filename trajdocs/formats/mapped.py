@@ -21,7 +21,7 @@ from ..model import CHANNELS, Tokens, Trajectory
 from ..text import counted
 from ..tokenizer import TokenizerUnavailable, decode_pieces
 from .common import (Meta, Problems, ReadContext, Unreadable, accuracy, apply_rule, as_text, correctness,
-                     decode_error, first_bad_byte, kind, loads)
+                     decode_error, first_bad_byte, kind, loads, text_as_written)
 from .parquet import read_table
 
 NAME = "mapped"
@@ -362,11 +362,11 @@ def mapped_trajectory(index: int, obj: dict, spec: Mapping, ctx: ReadContext, wh
 
     if spec.prompt:
         value = get("prompt", spec.prompt)
-        traj.prompt = value if value is None or isinstance(value, str) else as_text(value)
+        traj.prompt = text_as_written(value)
         used.add(spec.prompt)
     if spec.response:
         value = get("response", spec.response)
-        traj.pure_generated_text = value if value is None or isinstance(value, str) else as_text(value)
+        traj.pure_generated_text = text_as_written(value)
         used.add(spec.response)
     if spec.reward:
         value = get("reward", spec.reward)

@@ -44,7 +44,7 @@ from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
 from ..tokenizer import BYTE_DECODER
-from .common import Meta, Problems, ReadContext, Unreadable, as_text, loads, number
+from .common import Meta, Problems, ReadContext, Unreadable, as_text, loads, number, text_as_written
 from .jsonlines import objects
 
 NAME = "roll"
@@ -198,7 +198,7 @@ def board_trajectory(index: int, obj: dict, pad: str | None, problems: Problems,
     if not isinstance(pieces, list) or not isinstance(mask, list):
         problems.add(f"{where}: response_tokens or new_response_mask is not a list: response shown as written")
         response = obj.get("response")
-        traj.pure_generated_text = response if response is None or isinstance(response, str) else as_text(response)
+        traj.pure_generated_text = text_as_written(response)
         traj.metadata = meta.fields
         return traj
     n = response_tokens_count(mask)
@@ -286,8 +286,8 @@ def column_trajectory(index: int, row: dict, problems: Problems, where: str) -> 
     traj = Trajectory(index=index)
     meta = Meta()
     prompt, response = row.get("prompt"), row.get("responses")
-    traj.prompt = prompt if prompt is None or isinstance(prompt, str) else as_text(prompt)
-    traj.pure_generated_text = response if response is None or isinstance(response, str) else as_text(response)
+    traj.prompt = text_as_written(prompt)
+    traj.pure_generated_text = text_as_written(response)
     traj.reward = number(row.get("scores"))
     traj.group = str(row["id"]) if row.get("id") is not None else None
     messages = _json_text(row.get("messages"), problems, where, "messages")

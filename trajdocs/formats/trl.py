@@ -25,7 +25,7 @@ import math
 import re
 
 from ..model import Trajectory
-from .common import CorrectRule, Meta, Problems, ReadContext, Unreadable, apply_rule, as_text
+from .common import CorrectRule, Meta, Problems, ReadContext, Unreadable, apply_rule, text_as_written
 from .parquet import read_table
 
 NAME = "trl"
@@ -80,8 +80,8 @@ def trl_trajectory(index: int, row: dict, reward: str | None, problems: Problems
                    rewards: tuple[str, ...] = ()) -> Trajectory:
     traj = Trajectory(index=index)
     prompt, completion = row.get("prompt"), row.get("completion")
-    traj.prompt = prompt if prompt is None or isinstance(prompt, str) else as_text(prompt)
-    traj.pure_generated_text = completion if completion is None or isinstance(completion, str) else as_text(completion)
+    traj.prompt = text_as_written(prompt)
+    traj.pure_generated_text = text_as_written(completion)
     if completion is None:
         problems.add(f"row {index}: no completion (null)")
     if reward is not None:

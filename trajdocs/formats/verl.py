@@ -19,8 +19,8 @@ import os
 import re
 
 from ..model import Experiment, Trajectory
-from .common import (ReadContext, UTF16_BOMS, CorrectRule, Meta, Problems, accuracy, apply_rule, as_text, correctness,
-                     first_bad_byte, kind, loads, number)
+from .common import (ReadContext, UTF16_BOMS, CorrectRule, Meta, Problems, accuracy, apply_rule, correctness,
+                     first_bad_byte, kind, loads, number, text_as_written)
 
 NAME = "verl"
 PATH = re.compile(r"(?P<step>\d+)\.jsonl")
@@ -145,8 +145,8 @@ def _read_verl(data: bytes, problems: Problems, rule: "CorrectRule | None" = Non
 def verl_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
     traj = Trajectory(index=index)
     prompt, output = obj.get("input"), obj.get("output")
-    traj.prompt = prompt if prompt is None or isinstance(prompt, str) else as_text(prompt)
-    traj.pure_generated_text = output if output is None or isinstance(output, str) else as_text(output)
+    traj.prompt = text_as_written(prompt)
+    traj.pure_generated_text = text_as_written(output)
     if output is None:
         problems.add(f"sample {index}: no output field")
     traj.reward = number(obj.get("score"), obj.get("reward"))
