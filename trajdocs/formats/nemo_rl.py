@@ -47,7 +47,7 @@ from itertools import groupby
 from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
-from .common import Meta, Problems, ReadContext, apply_rule, as_text, kind
+from .common import Meta, Problems, ReadContext, apply_rule, as_text, kind, per_token_list
 from .token_ids import Decoder, finite_mean, is_ids, jsonl_records, number_or_none
 
 NAME = "nemo-rl"
@@ -106,17 +106,6 @@ def _texts(content: Any) -> list[str] | None:
     return None
 
 
-def _per_token(record: dict, key: str, n: int, where: str, problems: Problems) -> list | None:
-    values = record.get(key)
-    if values is None:
-        return None
-    if not isinstance(values, list) or len(values) != n:
-        what = f"{len(values)} values" if isinstance(values, list) else kind(values)
-        problems.add(f"{where}: {key} is {what}, not one value per token ({n}): not shown")
-        return None
-    return values
-
-
 def model_runs(mask: list, end: int) -> list[tuple[int, int]]:
     """[start, stop) of each run of tokens whose `token_loss_mask` is set, before `end`."""
     runs, pos = [], 0
@@ -154,13 +143,13 @@ def train_trajectory(index: int, record: dict, where: str, decoder: Decoder, pro
         problems.add(f"{where}: input_lengths is {kind(length) if not isinstance(length, int) else length}, "
                      f"expected the sample's length before padding (at most {n}): every token read")
         end = n
-    mask = _per_token(record, "token_loss_mask", n, where, problems)
+    mask = per_token_list(record.get("token_loss_mask"), n, "token_loss_mask", where, problems)
     if mask is None:
         problems.add(f"{where}: no token_loss_mask: which tokens are the model's is not known, none shown")
         mask = []
-    gen = _per_token(record, "generation_logprobs", n, where, problems)
-    prev = _per_token(record, "prev_logprobs", n, where, problems)
-    adv = _per_token(record, "advantages", n, where, problems)
+    gen = per_token_list(record.get("generation_logprobs"), n, "generation_logprobs", where, problems)
+    prev = per_token_list(record.get("prev_logprobs"), n, "prev_logprobs", where, problems)
+    adv = per_token_list(record.get("advantages"), n, "advantages", where, problems)
     runs = model_runs(mask, end)
     if gen is not None and prev is not None and runs and \
             all(prev[t] == 0 for a, b in runs for t in range(a, b)) and any(gen[t] for a, b in runs for t in range(a, b)):

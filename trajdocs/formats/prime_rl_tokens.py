@@ -40,7 +40,7 @@ import re
 from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
-from .common import Problems, ReadContext, kind
+from .common import Problems, ReadContext, per_token_list
 from .jsonlines import objects
 from .prime_rl import decode, integers, numbers
 
@@ -88,17 +88,6 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     return trajectories
 
 
-def _column(record: dict, key: str, n: int, where: str, problems: Problems) -> list | None:
-    values = record.get(key)
-    if values is None:
-        return None
-    if not isinstance(values, list) or len(values) != n:
-        problems.add(f"{where}: {key} is {kind(values) if not isinstance(values, list) else f'{len(values)} long'}, "
-                     f"not one value per token ({n}): not shown")
-        return None
-    return values
-
-
 def _floats(values: list | None) -> list | None:
     """Numbers (null stays None); None when the list holds anything else or nothing but nulls."""
     if values is None or values.count(None) == len(values) or not numbers(values):
@@ -112,7 +101,7 @@ def sequence_trajectory(record: dict, where: str, problems: Problems, state: dic
         problems.add(f"{where}: no token_ids list of integers, not shown")
         return None
     n = len(ids)
-    cols = {key: _column(record, key, n, where, problems) for key in ALIGNED}
+    cols = {key: per_token_list(record.get(key), n, key, where, problems) for key in ALIGNED}
     mask = cols["loss_mask"]
     if mask is None:
         problems.add(f"{where}: no loss_mask: every token shown as the model's")
