@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 
 from ..model import Trajectory
-from .common import Meta, Problems, ReadContext, Unreadable, accuracy, apply_rule, correctness, number
+from .common import Problems, ReadContext, Unreadable, accuracy, apply_rule, correctness, metadata_except, number
 from .jsonlines import objects, text_field
 
 NAME = "areal"
@@ -58,11 +58,7 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
         traj.correct = correctness(traj.accuracy)
         task = obj.get("task_id")
         traj.group = None if task is None else str(task)
-        meta = Meta()
-        for key, value in obj.items():
-            if key not in TEXT_KEYS:
-                meta.add(str(key), value)
-        traj.metadata = meta.fields
+        traj.metadata = metadata_except(obj, TEXT_KEYS)
         trajectories.append(traj)
         records.append(obj)
     if not trajectories:

@@ -8,7 +8,7 @@ import math
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Container
 
 import orjson
 
@@ -153,6 +153,15 @@ def check_images(trajectories: list[Trajectory], folder: str, problems: Problems
             else:
                 kept.append(norm.replace(os.sep, "/"))
         traj.image_files = kept
+
+
+def metadata_except(obj: dict, skip: Container[str]) -> dict[str, MetaValue]:
+    """Every field of a record but those in `skip` (the ones shown elsewhere), flattened by `Meta`."""
+    meta = Meta()
+    for key, value in obj.items():
+        if key not in skip:
+            meta.add(str(key), value)
+    return meta.fields
 
 
 class Meta:

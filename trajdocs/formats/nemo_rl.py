@@ -47,7 +47,7 @@ from itertools import groupby
 from typing import Any
 
 from ..model import Tokens, Trajectory, Turn
-from .common import Meta, Problems, ReadContext, apply_rule, as_text, kind, per_token_list
+from .common import Problems, ReadContext, apply_rule, as_text, kind, metadata_except, per_token_list
 from .token_ids import Decoder, finite_mean, is_ids, jsonl_records, number_or_none
 
 NAME = "nemo-rl"
@@ -90,14 +90,6 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
     if ctx.rule is not None:
         apply_rule(trajectories, records, ctx.rule, problems)
     return trajectories
-
-
-def _metadata(record: dict) -> dict:
-    meta = Meta()
-    for key, value in record.items():
-        if key not in NOT_META:
-            meta.add(str(key), value)
-    return meta.fields
 
 
 def _texts(content: Any) -> list[str] | None:
@@ -173,7 +165,7 @@ def train_trajectory(index: int, record: dict, where: str, decoder: Decoder, pro
         traj.response_length = len(traj.tokens)
     if adv is not None and runs:
         traj.advantage = finite_mean([adv[t] for a, b in runs for t in range(a, b) if type(adv[t]) in (float, int)])
-    traj.metadata = _metadata(record)
+    traj.metadata = metadata_except(record, NOT_META)
     return traj
 
 
@@ -238,5 +230,5 @@ def val_trajectory(index: int, record: dict, where: str, problems: Problems) -> 
             prompt.append(text)
     traj.prompt = "".join(prompt) if prompt else None
     traj.pure_generated_text = "\n\n".join(responses) if responses else None
-    traj.metadata = _metadata(record)
+    traj.metadata = metadata_except(record, NOT_META)
     return traj

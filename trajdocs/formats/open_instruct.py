@@ -28,7 +28,7 @@ import re
 from functools import lru_cache
 
 from ..model import Trajectory
-from .common import Meta, Problems, ReadContext, apply_rule, as_text, kind, loads, read_regular_file
+from .common import Meta, Problems, ReadContext, apply_rule, as_text, kind, loads, metadata_except, read_regular_file
 from .token_ids import Decoder, is_ids, jsonl_records, number_or_none
 
 NAME = "open-instruct"
@@ -92,11 +92,7 @@ def trajectory(index: int, obj: dict, where: str, decoder: Decoder, problems: Pr
     group = obj.get("prompt_idx")
     if group is not None:
         traj.group = as_text(group)
-    meta = Meta()
-    for key, value in obj.items():
-        if key not in NOT_META:
-            meta.add(str(key), value)
-    traj.metadata = meta.fields
+    traj.metadata = metadata_except(obj, NOT_META)
     return traj
 
 

@@ -22,7 +22,7 @@ import math
 import re
 
 from ..model import Trajectory
-from .common import Meta, Problems, ReadContext, Unreadable, accuracy, apply_rule, correctness, number
+from .common import Problems, ReadContext, Unreadable, accuracy, apply_rule, correctness, metadata_except, number
 from .jsonlines import objects, text_field
 
 NAME = "skyrl"
@@ -66,11 +66,7 @@ def read(data: bytes, problems: Problems, ctx: ReadContext) -> list[Trajectory]:
         extras = obj.get("env_extras")
         traj.accuracy = accuracy(None, obj)
         traj.correct = correctness(traj.accuracy)
-        meta = Meta()
-        for key, value in obj.items():
-            if key not in TEXT_KEYS:
-                meta.add(str(key), value)
-        traj.metadata = meta.fields
+        traj.metadata = metadata_except(obj, TEXT_KEYS)
         if extras is not None and not isinstance(extras, dict):
             problems.add(f"line {lineno}: env_extras is not an object")
         trajectories.append(traj)

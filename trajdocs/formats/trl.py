@@ -25,7 +25,7 @@ import math
 import re
 
 from ..model import Trajectory
-from .common import CorrectRule, Meta, Problems, ReadContext, Unreadable, apply_rule, text_as_written
+from .common import CorrectRule, Problems, ReadContext, Unreadable, apply_rule, metadata_except, text_as_written
 from .parquet import read_table
 
 NAME = "trl"
@@ -92,9 +92,5 @@ def trl_trajectory(index: int, row: dict, reward: str | None, problems: Problems
     advantage = row.get("advantage")
     if isinstance(advantage, (int, float)) and not isinstance(advantage, bool) and math.isfinite(advantage):
         traj.advantage = float(advantage)
-    meta = Meta()
-    for key, value in row.items():
-        if key not in ("prompt", "completion"):
-            meta.add(str(key), value)
-    traj.metadata = meta.fields
+    traj.metadata = metadata_except(row, ("prompt", "completion"))
     return traj

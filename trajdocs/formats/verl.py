@@ -19,8 +19,8 @@ import os
 import re
 
 from ..model import Experiment, Trajectory
-from .common import (ReadContext, UTF16_BOMS, CorrectRule, Meta, Problems, accuracy, apply_rule, correctness,
-                     first_bad_byte, kind, loads, number, text_as_written)
+from .common import (ReadContext, UTF16_BOMS, CorrectRule, Problems, accuracy, apply_rule, correctness,
+                     first_bad_byte, kind, loads, metadata_except, number, text_as_written)
 
 NAME = "verl"
 PATH = re.compile(r"(?P<step>\d+)\.jsonl")
@@ -152,9 +152,5 @@ def verl_trajectory(index: int, obj: dict, problems: Problems) -> Trajectory:
     traj.reward = number(obj.get("score"), obj.get("reward"))
     traj.accuracy = accuracy(None, obj)
     traj.correct = correctness(traj.accuracy)
-    meta = Meta()
-    for key, value in obj.items():
-        if key not in ("input", "output"):
-            meta.add(str(key), value)
-    traj.metadata = meta.fields
+    traj.metadata = metadata_except(obj, ("input", "output"))
     return traj
