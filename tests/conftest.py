@@ -112,6 +112,17 @@ class WarningCapture(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def build_site_warnings(project: Path, plugin: dict | None = None, **kwargs) -> tuple[Path, list[str]]:
+    """`build_site`, and the warnings MkDocs logged while building."""
+    handler = WarningCapture()
+    logging.getLogger("mkdocs").addHandler(handler)
+    try:
+        site = build_site(project, plugin, **kwargs)
+    finally:
+        logging.getLogger("mkdocs").removeHandler(handler)
+    return site, handler.messages
+
+
 @pytest.fixture
 def warnings_logged():
     handler = WarningCapture()

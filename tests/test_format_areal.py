@@ -4,13 +4,12 @@ real sites and read back page by page against the files."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 
 import pytest
 from mkdocs.exceptions import Abort
 
-from conftest import WarningCapture, build_site
+from conftest import build_site, build_site_warnings
 from dump_checks import compare_site, qwen_tokenizer_json, run_cli, step_pages
 from test_real_shapes import demo, parse_page, shown_trajectories
 from trajdocs.discover import find_experiments
@@ -44,13 +43,8 @@ def areal_site(tmp_path_factory):
     project = tmp_path_factory.mktemp("areal")
     demo.write_demo(str(project / "results"), OPTS)
     odd_task(project / "results" / "gsm8k" / TRIAL / "rollout" / "2", 900, 2)
-    handler = WarningCapture()
-    logging.getLogger("mkdocs").addHandler(handler)
-    try:
-        site = build_site(project)
-    finally:
-        logging.getLogger("mkdocs").removeHandler(handler)
-    return project, site, handler.messages
+    site, messages = build_site_warnings(project)
+    return project, site, messages
 
 
 def test_the_writer_follows_areal(areal_site):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from mkdocs.exceptions import Abort
 
-from conftest import WarningCapture, build_site
+from conftest import build_site, build_site_warnings
 from test_real_shapes import has_class, pre_text
 from token_pages import (check_token_texts, close, qwen_tokenizer_path, reward_text, sections, shown_tokens,
-                         step_pages, turn_text, turns, unpack)
+                         sites_with_and_without_tokenizer, step_pages, turn_text, turns, unpack)
 from trajdocs.discover import find_experiments
 from trajdocs.formats import ReadContext, detect_format, read_step
 from trajdocs.text import fmt_number
@@ -97,12 +97,7 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sites(project, tmp_path_factory):
     """The same runs built strictly with the tokenizer and without one."""
-    with_tk = tmp_path_factory.mktemp("with-tokenizer")
-    without = tmp_path_factory.mktemp("ids")
-    for where in (with_tk, without):
-        (where / "results").symlink_to(project / "results")
-    return {True: build_site(with_tk, {"runs": "results", "tokenizer": TOKENIZER}, strict=True),
-            False: build_site(without, strict=True)}
+    return sites_with_and_without_tokenizer(project, tmp_path_factory)
 
 
 def model_runs(mask: list, end: int) -> list[tuple[int, int]]:
@@ -274,14 +269,7 @@ def test_bad_files_warn_naming_the_file_and_fail_strict(project, tmp_path):
     (folder / "train_data_step2.jsonl").write_bytes(half[:len(half) - 500])  # the last line half-written
     (folder / "val_data_step0.jsonl").write_bytes(b"")
     (folder / "train_data_step3.jsonl").write_bytes(b'{"content": [["p"]], "token_ids": "oops"}\n[1, 2]\n')
-    handler = WarningCapture()
-    import logging
-    logging.getLogger("mkdocs").addHandler(handler)
-    try:
-        site = build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER})
-    finally:
-        logging.getLogger("mkdocs").removeHandler(handler)
-    messages = handler.messages
+    site, messages = build_site_warnings(tmp_path, {"runs": "results", "tokenizer": TOKENIZER})
     lines = len(half.splitlines())
     assert any("train_data_step2.jsonl" in m and f"line {lines}" in m and "still be being written" in m
                for m in messages), messages

@@ -7,7 +7,6 @@ finds the steps in a shard against its plain twin."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 import random
 import subprocess
@@ -19,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mkdocs.exceptions import Abort
 
-from conftest import WarningCapture, build_site
+from conftest import build_site, build_site_warnings
 from test_real_shapes import has_class, parse_page, pre_text
 from token_pages import (check_token_texts, close, qwen_tokenizer_path, reward_text, sections, shown_tokens,
-                         step_pages, unpack)
+                         sites_with_and_without_tokenizer, step_pages, unpack)
 from trajdocs.discover import find_experiments
 from trajdocs.formats import ReadContext, detect_format, open_instruct, read_step
 from trajdocs.text import fmt_number
@@ -75,12 +74,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sites(project, tmp_path_factory):
-    with_tk = tmp_path_factory.mktemp("with-tokenizer")
-    without = tmp_path_factory.mktemp("ids")
-    for where in (with_tk, without):
-        (where / "results").symlink_to(project / "results")
-    return {True: build_site(with_tk, {"runs": "results", "tokenizer": TOKENIZER}, strict=True),
-            False: build_site(without, strict=True)}
+    return sites_with_and_without_tokenizer(project, tmp_path_factory)
 
 
 def prompts_shown(pages: list[Path]) -> list[str]:
@@ -198,14 +192,9 @@ def test_a_half_written_last_line_warns_naming_the_shard_and_fails_strict(projec
     half = shards[1].read_bytes()
     (folder / shards[1].name).write_bytes(half[:-300])  # step 4's last record half-written
     lines = half.count(b"\n")
-    handler = WarningCapture()
-    logging.getLogger("mkdocs").addHandler(handler)
-    try:
-        site = build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER})
-    finally:
-        logging.getLogger("mkdocs").removeHandler(handler)
+    site, messages = build_site_warnings(tmp_path, {"runs": "results", "tokenizer": TOKENIZER})
     assert any(shards[1].name in m and f"line {lines}:" in m and "still be being written" in m
-               for m in handler.messages), handler.messages
+               for m in messages), messages
     slug = find_experiments([str(tmp_path / "results")])[0].slug
     assert len(sections(step_pages(site, slug, 4))) == OPTS.trajectories - 1
     assert len(sections(step_pages(site, slug, 3))) == OPTS.trajectories
@@ -226,13 +215,7 @@ def test_bad_lines_and_a_shard_without_steps(tmp_path):
     (folder / "r_rollouts_000000.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n[1]\n",
                                                     encoding="utf-8")
     (folder / "r_rollouts_000001.jsonl").write_text("garbage\n", encoding="utf-8")
-    handler = WarningCapture()
-    logging.getLogger("mkdocs").addHandler(handler)
-    try:
-        build_site(tmp_path)
-    finally:
-        logging.getLogger("mkdocs").removeHandler(handler)
-    messages = handler.messages
+    _, messages = build_site_warnings(tmp_path)
     assert any("r_rollouts_000000.jsonl" in m and "line 2: response_tokens is a string" in m for m in messages), messages
     assert any("r_rollouts_000000.jsonl" in m and "line 3: is a list" in m for m in messages), messages
     assert any("r_rollouts_000001.jsonl" in m and "no record in the file says its step" in m for m in messages), messages

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import logging
 import math
 import os
 import struct
@@ -24,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import WarningCapture, build_site
+from conftest import build_site, build_site_warnings
 from test_real_shapes import has_class, parse_page, pre_text, token_text
 from trajdocs.discover import find_experiments
 from trajdocs.text import fmt_number
@@ -59,13 +58,8 @@ def sites(tmp_path_factory):
     for name, plugin in (("tok", {"tokenizer": TOKENIZER}), ("ids", {})):
         project = tmp_path_factory.mktemp(f"prime-{name}")
         write_runs(project)
-        capture = WarningCapture()
-        logging.getLogger("mkdocs").addHandler(capture)
-        try:
-            site = build_site(project, {"runs": "results", "cache": False, **plugin})
-        finally:
-            logging.getLogger("mkdocs").removeHandler(capture)
-        out[name] = (project, site, capture.messages)
+        site, messages = build_site_warnings(project, {"runs": "results", "cache": False, **plugin})
+        out[name] = (project, site, messages)
     return out
 
 
@@ -342,16 +336,10 @@ def test_nulls_half_written_rank_and_missing_stable(tmp_path):
     hand_written_export(step_dir, 0, [sequence(5, 0, 0, "Question: 2+2?", " The answer is 4.", nulls=True)])
     partial = json.dumps(sequence(5, 1, 1, "Q", " cut"), separators=(",", ":"))[:120]
     hand_written_export(step_dir, 1, [sequence(5, 1, 0, "Other question?", " Yes.")], tail=partial)
-    capture = WarningCapture()
-    logger = logging.getLogger("mkdocs")
-    logger.addHandler(capture)
-    try:
-        site = build_site(tmp_path, {"runs": "results", "tokenizer": TOKENIZER})
-    finally:
-        logger.removeHandler(capture)
-    warned = [m for m in capture.messages if "rank_1.jsonl" in m]
+    site, messages = build_site_warnings(tmp_path, {"runs": "results", "tokenizer": TOKENIZER})
+    warned = [m for m in messages if "rank_1.jsonl" in m]
     assert warned and any("rank_1.jsonl: line 2" in m and "may still be being written" in m for m in warned)
-    assert len([m for m in capture.messages if "trajdocs" in m]) == 1, capture.messages  # no STABLE: no problem
+    assert len([m for m in messages if "trajdocs" in m]) == 1, messages  # no STABLE: no problem
     exp = find_experiments([str(tmp_path / "results")])[0]
     sections = step_sections(site, exp.slug, 5)
     assert len(sections) == 2  # both ranks' complete lines, the cut one not
@@ -415,14 +403,8 @@ def test_bad_trace_files_warn_by_name_and_fail_strict(tmp_path):
     assert done.returncode == 1
     assert "effective/traces.jsonl" in out and "line 2" in out and "line 3: invalid JSON" in out and "mask" in out
     assert "all/traces.jsonl" in out and "may still be being written" in out
-    capture = WarningCapture()
-    logger = logging.getLogger("mkdocs")
-    logger.addHandler(capture)
-    try:
-        site = build_site(tmp_path, {"runs": "results"})
-    finally:
-        logger.removeHandler(capture)
-    assert any("traces.jsonl" in m for m in capture.messages)
+    site, messages = build_site_warnings(tmp_path, {"runs": "results"})
+    assert any("traces.jsonl" in m for m in messages)
     exp = experiments(tmp_path)["[effective] [train]"]
     assert len(step_sections(site, exp.slug, 2)) == len(good)  # the bad lines only are left out
     with pytest.raises(Exception):

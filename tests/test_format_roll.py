@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import struct
 
 import pytest
 from mkdocs.exceptions import Abort
 
-from conftest import WarningCapture, build_site
+from conftest import build_site, build_site_warnings
 from dump_checks import qwen_tokenizer_json, run_cli, shown_response, shown_reward, step_records
 from test_real_shapes import demo, pre_text, shown_metadata, shown_prompt, shown_tokens, \
     shown_trajectories, step_pages
@@ -36,13 +35,8 @@ def roll_site(tmp_path_factory):
     lines = first.read_text(encoding="utf-8").splitlines(keepends=True)
     moved = [json.dumps(dict(json.loads(line), step=3), ensure_ascii=False) + "\n" for line in lines[:2]]
     (board / "data_20261103_091500_000.jsonl").write_text("".join(moved), encoding="utf-8")  # a later step: 3
-    handler = WarningCapture()
-    logging.getLogger("mkdocs").addHandler(handler)
-    try:
-        site = build_site(project)
-    finally:
-        logging.getLogger("mkdocs").removeHandler(handler)
-    return project, site, handler.messages
+    site, messages = build_site_warnings(project)
+    return project, site, messages
 
 
 def board_experiment(project):  # type: ignore[no-untyped-def]

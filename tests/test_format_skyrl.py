@@ -4,12 +4,11 @@ into real sites and read back page by page against the files."""
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 from mkdocs.exceptions import Abort
 
-from conftest import WarningCapture, build_site
+from conftest import build_site, build_site_warnings
 from dump_checks import compare_site, qwen_tokenizer_json, run_cli, step_pages
 from test_real_shapes import demo
 from trajdocs.discover import find_experiments, no_steps_warning
@@ -40,13 +39,8 @@ def skyrl_site(tmp_path_factory):
             {"input_prompt": "<|im_start|>user\nq<|im_end|>\n", "output_response": "", "score": 0.0,
              "stop_reason": None, "env_class": "tool", "env_extras": {}, "data_source": "toolbench/multi"}]
     odd.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    handler = WarningCapture()
-    logging.getLogger("mkdocs").addHandler(handler)
-    try:
-        site = build_site(project)
-    finally:
-        logging.getLogger("mkdocs").removeHandler(handler)
-    return project, site, handler.messages
+    site, messages = build_site_warnings(project)
+    return project, site, messages
 
 
 def test_the_writer_follows_skyrl(skyrl_site):

@@ -17,7 +17,6 @@ and score, and the final token's flag and score (last entry) need an element of 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import subprocess
@@ -29,7 +28,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from conftest import WarningCapture, build_site
+from conftest import build_site_warnings
 from trajdocs.discover import find_experiments
 from trajdocs.text import fmt_number
 
@@ -451,13 +450,8 @@ def real_site(tmp_path_factory):
                                token_lists=True, all_scores=True, names=("lightrft-micro-batches",), seed=3,
                                special_every=1)
     demo.write_demo(str(project / "results"), batched)
-    handler = WarningCapture()
-    logging.getLogger("mkdocs").addHandler(handler)
-    try:
-        site = build_site(project)
-    finally:
-        logging.getLogger("mkdocs").removeHandler(handler)
-    return project, site, handler.messages
+    site, messages = build_site_warnings(project)
+    return project, site, messages
 
 
 def every_step(project: Path):  # type: ignore[no-untyped-def]

@@ -19,6 +19,18 @@ def qwen_tokenizer_path() -> str:
     return os.path.join(folders[0], "tokenizer_files", "tokenizer.json") if folders else ""
 
 
+def sites_with_and_without_tokenizer(project: Path, tmp_path_factory) -> dict[bool, Path]:  # type: ignore[no-untyped-def]
+    """The runs of `project` built strictly with Qwen's tokenizer (True) and without one (False)."""
+    from conftest import build_site
+
+    with_tk = tmp_path_factory.mktemp("with-tokenizer")
+    without = tmp_path_factory.mktemp("ids")
+    for where in (with_tk, without):
+        (where / "results").symlink_to(project / "results")
+    return {True: build_site(with_tk, {"runs": "results", "tokenizer": qwen_tokenizer_path()}, strict=True),
+            False: build_site(without, strict=True)}
+
+
 def unpack(value: str | None, n: int) -> list[float] | None:
     """A data-<channel> attribute back to n floats (float16, or float32 after "!"; one value = all)."""
     if value is None:
